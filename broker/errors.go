@@ -1,0 +1,223 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
+)
+
+// Kind classifies an Error by what the caller can do about it. The gRPC
+// adapter maps each Kind to one status code; nothing else in the core knows
+// about gRPC.
+type Kind int
+
+// The kinds of Error.
+const (
+	// KindInternal is a bug or an unexpected condition.
+	KindInternal Kind = iota
+	// KindNotFound: the tenant or app is not configured, or Entra ID says the
+	// tenant does not exist.
+	KindNotFound
+	// KindInvalidArgument: the request itself is wrong.
+	KindInvalidArgument
+	// KindFailedPrecondition: a person must act (store or rotate the
+	// credential, grant admin consent, fix the configuration).
+	KindFailedPrecondition
+	// KindUnavailable: Entra ID or the keystore cannot be reached or is
+	// throttling, and no valid token is cached; retrying later may work.
+	KindUnavailable
+	// KindDeadlineExceeded: the caller's deadline passed while waiting.
+	KindDeadlineExceeded
+	// KindCanceled: the caller gave up.
+	KindCanceled
+)
+
+// Error is what the broker returns for every failure: a kind, and a message
+// that says what is wrong and what to do. Messages never contain a secret or
+// a token.
+type Error struct {
+	Kind Kind
+	// AADSTS is Entra ID's error code (e.g. 7000215), 0 when there is none.
+	AADSTS int
+	// Transient errors are retried with backoff; others only slowly.
+	Transient bool
+	// TenantOnly errors concern the tenant, not the app's credential.
+	TenantOnly bool
+	// RetryAfter is the IdP's Retry-After, 0 when absent.
+	RetryAfter time.Duration
+	// Msg is the complete message for the user.
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// aadsts describes one Entra ID error code the broker knows what to do
+// about. Codes and meanings are from Microsoft's AADSTS error reference.
+type aadsts struct {
+	kind      Kind
+	what      string // one line: what Entra ID said, in plain words
+	remedy    string // what to do; %[1]s app name, %[2]s client id, %[3]s consent URL, %[4]s tenant id
+	transient bool
+	// tenantOnly errors are about the tenant (consent, existence), so they
+	// say nothing about whether the credential is good.
+	tenantOnly bool
+}
+
+var knownAADSTS = map[int]aadsts{
+	7000215: {KindFailedPrecondition, "Entra ID rejected the client secret of app %[1]s (invalid secret)",
+		"store the secret's Value (not its Secret ID): brokerctl credential set --app %[1]s", false, false},
+	7000222: {KindFailedPrecondition, "the client secret of app %[1]s has expired",
+		"create a new secret for app %[2]s in Entra ID, then: brokerctl credential set --app %[1]s", false, false},
+	7000218: {KindFailedPrecondition, "Entra ID received no client secret for app %[1]s",
+		"brokerctl credential set --app %[1]s", false, false},
+	7000112: {KindFailedPrecondition, "app %[2]s is disabled in tenant %[4]s",
+		"ask the tenant's administrator to re-enable the app's service principal", false, true},
+	700016: {KindFailedPrecondition, "app %[2]s is not registered or not consented in tenant %[4]s",
+		"a Global Administrator of the tenant must grant admin consent: %[3]s", false, true},
+	65001: {KindFailedPrecondition, "app %[2]s lacks consent in tenant %[4]s",
+		"a Global Administrator of the tenant must grant admin consent: %[3]s", false, true},
+	500011: {KindFailedPrecondition, "the resource of the requested scope is not available in tenant %[4]s",
+		"check the scope, and that the tenant has the service (e.g. Defender for Endpoint) and has consented: %[3]s", false, true},
+	90002: {KindNotFound, "Entra ID has no tenant %[4]s",
+		"check the tenant id in the configuration", false, true},
+	900023: {KindNotFound, "%[4]s is not a valid tenant",
+		"check the tenant id in the configuration", false, true},
+	90072: {KindFailedPrecondition, "app %[2]s is not in tenant %[4]s",
+		"grant admin consent in the tenant: %[3]s", false, true},
+	70011: {KindInvalidArgument, "Entra ID rejected the requested scope",
+		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
+	1002012: {KindInvalidArgument, "Entra ID rejected the requested scope",
+		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
+	700027: {KindFailedPrecondition, "Entra ID rejected the client assertion of app %[1]s",
+		"brokerctl credential set --app %[1]s", false, false},
+	50196: {KindUnavailable, "Entra ID is throttling this app (loop detected)", "the broker backs off", true, false},
+	50000: {KindUnavailable, "Entra ID had an internal error", "the broker retries with backoff", true, false},
+}
+
+// entraError is the JSON body of an Entra ID error reply.
+type entraError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Codes       []int  `json:"error_codes"`
+	TraceID     string `json:"trace_id"`
+}
+
+// idpContext names what a classified error is about.
+type idpContext struct {
+	app, clientID, tenantID, consentURL, host string
+}
+
+// classifyIdPError turns an error from MSAL into an Error with the AADSTS
+// code, what it means and what to do.
+func classifyIdPError(err error, c idpContext) *Error {
+	var ce msalerrors.CallErr
+	if errors.As(err, &ce) && ce.Resp != nil {
+		return classifyReply(ce.Resp, c)
+	}
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	switch {
+	case errors.As(err, &cve), errors.As(err, &uae), errors.As(err, &hne):
+		return &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("the TLS certificate of %s is not trusted (%v); the broker trusts the system roots (SSL_CERT_FILE adds a CA)", c.host, rootCause(err))}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID (%s) did not answer within the token request timeout (idp_timeout)", c.host)}
+	}
+	return &Error{Kind: KindUnavailable, Transient: true,
+		Msg: fmt.Sprintf("cannot reach Entra ID at %s: %v", c.host, rootCause(err))}
+}
+
+func classifyReply(resp *http.Response, c idpContext) *Error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var ee entraError
+	_ = json.Unmarshal(body, &ee)
+	e := &Error{RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	if len(ee.Codes) > 0 {
+		e.AADSTS = ee.Codes[0]
+	}
+	if k, ok := knownAADSTS[e.AADSTS]; ok {
+		args := []any{c.app, c.clientID, c.consentURL, c.tenantID}
+		e.Kind, e.Transient, e.TenantOnly = k.kind, k.transient, k.tenantOnly
+		e.Msg = fmt.Sprintf("AADSTS%d: %s; %s", e.AADSTS, fmt.Sprintf(k.what, args...), fmt.Sprintf(k.remedy, args...))
+		return e
+	}
+	what := fmt.Sprintf("Entra ID answered HTTP %d", resp.StatusCode)
+	if ee.Error != "" {
+		what += " " + ee.Error
+	}
+	if e.AADSTS != 0 {
+		what = fmt.Sprintf("AADSTS%d: %s: %s", e.AADSTS, what, firstSentence(ee.Description))
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e.Kind, e.Transient, e.Msg = KindUnavailable, true, what+" (throttled); the broker backs off"
+	case resp.StatusCode >= 500:
+		e.Kind, e.Transient, e.Msg = KindUnavailable, true, what+"; the broker retries with backoff"
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized:
+		e.Kind, e.Msg = KindFailedPrecondition, what+"; check the app and tenant configuration"
+	default:
+		e.Kind, e.Transient, e.Msg = KindUnavailable, true, what
+	}
+	return e
+}
+
+// firstSentence keeps the first sentence of an Entra ID error description,
+// without the trace and correlation ids and timestamps that follow it.
+func firstSentence(s string) string {
+	if _, rest, ok := strings.Cut(s, ": "); ok && strings.HasPrefix(s, "AADSTS") {
+		s = rest
+	}
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i+1]
+	}
+	if i := strings.Index(s, "Trace ID:"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", " "))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		return min(max(time.Duration(s)*time.Second, 0), time.Hour)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), time.Hour)
+	}
+	return 0
+}
+
+// rootCause is the innermost wrapped error, which for network errors is the
+// useful part ("connection refused") without MSAL's request dump.
+func rootCause(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}

@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"time"
+)
+
+// State summarises whether a tenant can be served.
+type State int
+
+// The states of a tenant.
+const (
+	// StatePending: no token yet and no failure.
+	StatePending State = iota + 1
+	// StateReady: a valid token is cached and the last acquisition worked.
+	StateReady
+	// StateDegraded: the last acquisition failed; a valid token is cached.
+	StateDegraded
+	// StateFailed: the last acquisition failed; no valid token is cached.
+	StateFailed
+	// StateNoCredential: the tenant's app has no stored credential.
+	StateNoCredential
+)
+
+// TenantStatus describes one tenant without its token.
+type TenantStatus struct {
+	Name, TenantID, App string
+	State               State
+	// ExpiresAt of the cached token for the app's scopes; zero if none.
+	ExpiresAt time.Time
+	// NextRefresh is when the broker next acquires; zero if not scheduled.
+	NextRefresh time.Time
+	// LastError is the last failure's message; empty after a success.
+	LastError string
+	// Roles in the cached token.
+	Roles []string
+	// Counters over all of the tenant's scope sets.
+	CacheHits, CacheMisses, IdPRequests uint64
+}
+
+// ListTenants reports every configured tenant, sorted by name.
+func (b *Broker) ListTenants() []TenantStatus {
+	out := make([]TenantStatus, 0, len(b.tenants))
+	now := time.Now()
+	for _, t := range b.tenants {
+		s := TenantStatus{Name: t.name, TenantID: t.id, App: t.app.name}
+		t.mu.Lock()
+		for _, e := range t.entries {
+			s.CacheHits += e.hits.Load()
+			s.CacheMisses += e.misses.Load()
+			s.IdPRequests += e.idpRequests.Load()
+		}
+		t.mu.Unlock()
+		e := t.def
+		tok, f := e.tok.Load(), e.failure.Load()
+		e.mu.Lock()
+		s.NextRefresh = e.nextRefresh
+		e.mu.Unlock()
+		valid := tok != nil && tok.ExpiresAt.After(now)
+		if valid {
+			s.ExpiresAt, s.Roles = tok.ExpiresAt, tok.Roles
+		}
+		switch {
+		case f != nil && f.err.Kind == KindFailedPrecondition && t.app.noCredential():
+			s.State, s.LastError = StateNoCredential, f.err.Msg
+		case f != nil && valid:
+			s.State, s.LastError = StateDegraded, f.err.Msg
+		case f != nil:
+			s.State, s.LastError = StateFailed, f.err.Msg
+		case valid:
+			s.State = StateReady
+		default:
+			s.State = StatePending
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (a *app) noCredential() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.secret.IsZero()
+}

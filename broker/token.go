@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Token is an access token the broker holds for one tenant and scope set.
+// Its String and GoString never show the token itself, so a Token can be
+// logged or formatted with %v safely; only AccessToken holds the value.
+type Token struct {
+	// AccessToken is the bearer token. Never log it.
+	AccessToken string
+	// TenantID is the tenant the token was issued in (its tid claim).
+	TenantID string
+	// Scopes the token was acquired for.
+	Scopes []string
+	// IssuedAt is when the broker received the token.
+	IssuedAt time.Time
+	// ExpiresAt is when the token expires.
+	ExpiresAt time.Time
+	// Roles are the application permissions in the token's roles claim.
+	Roles []string
+}
+
+// String describes the token without its value.
+func (t Token) String() string {
+	return fmt.Sprintf("token{tenant %s, scopes %v, expires %s}", t.TenantID, t.Scopes, t.ExpiresAt.Format(time.RFC3339))
+}
+
+// GoString is the same as String, so %#v does not reveal the value either.
+func (t Token) GoString() string { return t.String() }
+
+// claims are the access token claims the broker reads. It does not verify
+// the signature: the token came over TLS from the authority, and the
+// resource server verifies it.
+type claims struct {
+	TenantID string   `json:"tid"`
+	Roles    []string `json:"roles"`
+	Audience string   `json:"aud"`
+	Expiry   int64    `json:"exp"`
+}
+
+// parseClaims decodes the payload of a JWT access token.
+func parseClaims(token string) (*claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("the access token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil, errors.New("the access token's payload is not base64url")
+	}
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, errors.New("the access token's payload is not a JSON object of claims")
+	}
+	return &c, nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/keystore"
+)
+
+// The demo world of brokerd --dev. None of these ids exist at Microsoft.
+const (
+	devApp      = "partner"
+	devClientID = "d0d0d0d0-0000-4000-8000-000000000001"
+	devSecret   = "dev-secret-not-for-production"
+)
+
+var devTenants = []struct {
+	name, id, domain string
+	consented        bool
+}{
+	{"contoso", "c0c0c0c0-0000-4000-8000-000000000001", "contoso.onmicrosoft.com", true},
+	{"fabrikam", "fabfabfa-0000-4000-8000-000000000002", "fabrikam.onmicrosoft.com", true},
+	{"tailspin", "7a157a15-0000-4000-8000-000000000003", "tailspin.onmicrosoft.com", false},
+}
+
+// dev is the embedded fake Entra ID and the configuration that points at it.
+type dev struct {
+	idp  *entratest.Server
+	cfg  *broker.Config
+	opts broker.Options
+}
+
+// startDev starts the fake Entra ID on loopback TLS with the demo tenants
+// and returns a configuration and an in-memory keystore holding the demo
+// secret. The fake's certificate is trusted through the HTTP client handed
+// to the broker, not through any option a configuration could set.
+func startDev() (*dev, error) {
+	idp, err := entratest.NewServer()
+	if err != nil {
+		return nil, fmt.Errorf("starting the fake Entra ID: %w", err)
+	}
+	idp.AddApp(devClientID, devSecret)
+	cfg := &broker.Config{
+		AuthorityHost: idp.URL(),
+		Keystore:      "memory",
+		Apps:          map[string]*broker.App{devApp: {ClientID: devClientID}},
+		Tenants:       map[string]*broker.Tenant{},
+	}
+	for _, t := range devTenants {
+		et := entratest.Tenant{ID: t.id, Domains: []string{t.domain}}
+		if t.consented {
+			et.ConsentedApps = []string{devClientID}
+		}
+		idp.AddTenant(et)
+		cfg.Tenants[t.name] = &broker.Tenant{ID: t.id, App: devApp, Domains: []string{t.domain}}
+	}
+	if err := cfg.Validate(); err != nil {
+		idp.Close()
+		return nil, fmt.Errorf("dev configuration: %w", err)
+	}
+	store := keystore.NewMemory()
+	if err := store.Set(context.Background(), devClientID, keystore.NewSecret(devSecret)); err != nil {
+		idp.Close()
+		return nil, err
+	}
+	return &dev{idp: idp, cfg: cfg, opts: broker.Options{Store: store, HTTPClient: idp.Client()}}, nil
+}
+
+func (d *dev) close() { d.idp.Close() }
+
+// printDevBanner tells the user, like `vault server -dev`, what is running
+// and what to try.
+func printDevBanner(w io.Writer, socket string, explicit bool, idpURL string) {
+	ctl := "brokerctl"
+	if explicit {
+		ctl = "brokerctl --socket " + socket
+	}
+	fmt.Fprintf(w, `
+==> brokerd is running in DEV MODE. It does NOT talk to Microsoft.
+    Tokens come from an embedded fake Entra ID at %s,
+    the credential lives in memory only, and everything is gone on exit.
+
+    Socket: %s
+    App:    %s (client id %s)
+    Tenants: contoso, fabrikam (consented), tailspin (not consented)
+
+==> Try, in another terminal:
+    %s get --tenant contoso
+    %s tenants
+    %s get --tenant tailspin          # shows the admin-consent error
+    echo -n %s | %s credential set --app %s
+
+Stop with Ctrl-C. Started %s.
+`, idpURL, socket, devApp, devClientID, ctl, ctl, ctl, devSecret, ctl, devApp, time.Now().Format(time.RFC3339))
+}

@@ -1,0 +1,182 @@
+// Command brokerd is the tokenbroker daemon: it keeps an Entra ID app-only
+// access token fresh for every configured customer tenant and serves them to
+// local processes over gRPC on a Unix socket. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/broker/client"
+	"github.com/tokenbroker/tokenbroker/broker/server"
+	"github.com/tokenbroker/tokenbroker/keystore"
+)
+
+const usage = `Usage: brokerd [flags]
+
+brokerd keeps an Entra ID app-only access token fresh for every customer tenant
+in its configuration and serves them over gRPC on a Unix socket. The app's
+client secret stays in the OS keyring (or systemd credentials); callers only
+ever see tokens. Use brokerctl to talk to it.
+
+Examples:
+  # Try it: an embedded fake Entra ID and demo tenants; talks to nobody.
+  brokerd --dev
+
+  # Run with a configuration, on the default socket.
+  brokerd --config ~/.config/tokenbroker/brokerd.toml
+
+  # Run on an explicit socket with debug logs.
+  brokerd --config /etc/tokenbroker/brokerd.toml --socket /run/brokerd/brokerd.sock --log-level debug
+
+Socket: --socket, else $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock
+(/run/brokerd/brokerd.sock for root without XDG_RUNTIME_DIR).
+
+Flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "brokerd:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// options are brokerd's command-line flags.
+type options struct {
+	config   string
+	socket   string
+	dev      bool
+	logLevel slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("brokerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.config, "config", "", "configuration file (default "+defaultConfig()+")")
+	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket below)")
+	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.dev && o.config != "" {
+		return nil, errors.New("--dev and --config cannot be combined: dev mode uses its own demo configuration")
+	}
+	return &o, nil
+}
+
+// run is brokerd: it returns when ctx is cancelled (SIGINT, SIGTERM) after a
+// graceful stop, or with the error that kept it from serving.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	path, err := client.SocketPath(o.socket)
+	if err != nil {
+		return err
+	}
+	var (
+		cfg  *broker.Config
+		bopt broker.Options
+	)
+	if o.dev {
+		d, err := startDev()
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		cfg, bopt = d.cfg, d.opts
+	} else {
+		if cfg, err = loadConfig(o.config); err != nil {
+			return err
+		}
+		if bopt.Store, err = keystore.Open(cfg.Keystore, keystore.Options{}); err != nil {
+			return err
+		}
+	}
+	bopt.Logger = log
+	b, err := broker.New(cfg, bopt)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	l, err := server.Listen(path)
+	if err != nil {
+		return err
+	}
+	gs := server.New(b, log)
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(l) }()
+	b.Start()
+	log.Info("brokerd serving", "socket", path, "tenants", len(cfg.Tenants), "keystore", bopt.Store.Name(), "dev", o.dev)
+	if o.dev {
+		printDevBanner(stdout, path, o.socket != "" || os.Getenv("BROKERD_SOCKET") != "", cfg.AuthorityHost)
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving on %s: %w", path, err)
+	case <-ctx.Done():
+	}
+	log.Info("brokerd stopping")
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+	}
+	return nil
+}
+
+// loadConfig reads --config, or the default location when it is empty.
+func loadConfig(path string) (*broker.Config, error) {
+	if path == "" {
+		path = defaultConfig()
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)
+		}
+	}
+	return broker.LoadConfig(path)
+}
+
+// defaultConfig is $XDG_CONFIG_HOME/tokenbroker/brokerd.toml (~/.config when
+// unset), or /etc/tokenbroker/brokerd.toml for root.
+func defaultConfig() string {
+	if os.Getuid() == 0 {
+		return "/etc/tokenbroker/brokerd.toml"
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "tokenbroker", "brokerd.toml")
+	}
+	return "brokerd.toml"
+}
+
