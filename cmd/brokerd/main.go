@@ -179,4 +179,3 @@ func defaultConfig() string {
 	}
 	return "brokerd.toml"
 }
-
