@@ -1,0 +1,194 @@
+// Package keystore is where brokerd keeps each app's client secret.
+//
+// # Security role
+//
+// The client secret is the one long-lived credential in tokenbroker: whoever
+// holds it can mint Defender for Endpoint tokens in every customer tenant that
+// consented to the app. This package is the only place the secret is stored
+// and loaded; the rest of brokerd handles it as a [Secret], a value that
+// prints, marshals and logs as "[redacted]" and hands out the real value only
+// through [Secret.Reveal]. Errors from this package name the backend, the
+// operation and the account (the app's client id, which is not secret), never
+// the secret value. Nothing here ever writes a secret to a file, argv,
+// environment variable or log.
+//
+// # Backends
+//
+// A [Store] is one of:
+//
+//   - "keyring" ([NewKeyring]): the OS keyring through
+//     github.com/zalando/go-keyring: the freedesktop Secret Service on Linux
+//     (gnome-keyring, KeePassXC, ...) over the session D-Bus, the Keychain on
+//     macOS, Credential Manager on Windows. The item is stored under service
+//     name "tokenbroker" with the account (brokerd passes the app's client id)
+//     as user name. On Linux the Secret Service item carries exactly the
+//     attributes
+//
+//     service  = tokenbroker
+//     username = <client-id>
+//
+//     in the default ("login") collection, labelled
+//     "Password for '<client-id>' on 'tokenbroker'", so it can be inspected
+//     or removed with the standard tools:
+//
+//     secret-tool lookup service tokenbroker username <client-id>
+//     secret-tool clear  service tokenbroker username <client-id>
+//
+//     Every call runs under a timeout, since a Secret Service can block
+//     indefinitely on an unlock prompt.
+//
+//   - "systemd" ([NewSystemd]): read-only, from the directory systemd passes in
+//     $CREDENTIALS_DIRECTORY for LoadCredential= / LoadCredentialEncrypted=.
+//     This is the path for a headless system service, which has no session
+//     bus and so no Secret Service. The credential name is the account.
+//
+//   - "memory" ([NewMemory]): a map in process memory, for tests and
+//     `brokerd --dev` only.
+//
+// # Errors
+//
+// Get and Delete return an error matching [ErrNotFound] when nothing is
+// stored for the account. An error matching [ErrUnavailable] means the
+// backend could not be reached, is locked or did not answer in time; its
+// message names the backend and how to fix it. [ErrReadOnly],
+// [ErrInvalidAccount] and [ErrInvalidSecret] report requests no backend
+// state change will fix. Use errors.Is to test for all of them.
+//
+// keystore imports nothing else from tokenbroker.
+package keystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxSecretSize is the largest secret, in bytes, any backend accepts.
+// Entra ID client secrets are about 40 bytes.
+const MaxSecretSize = 4096
+
+// maxAccountLen bounds account names (client ids are 36-byte GUIDs).
+const maxAccountLen = 255
+
+var (
+	// ErrNotFound means no secret is stored for the account.
+	ErrNotFound = errors.New("no secret stored for this account")
+
+	// ErrUnavailable means the backend cannot be reached, is locked or did not
+	// answer in time. Errors matching it carry the backend name and a hint on
+	// how to fix it in their message.
+	ErrUnavailable = errors.New("secret store unavailable")
+
+	// ErrReadOnly means the backend cannot store or delete secrets (systemd).
+	ErrReadOnly = errors.New("secret store is read-only")
+
+	// ErrInvalidAccount means the account name is empty or unusable as a key.
+	ErrInvalidAccount = errors.New("invalid account name")
+
+	// ErrInvalidSecret means the secret is empty or larger than MaxSecretSize.
+	ErrInvalidSecret = errors.New("invalid secret")
+)
+
+// Store keeps one secret per account. Implementations are safe for concurrent
+// use.
+type Store interface {
+	// Get returns the secret stored for account, or an error matching
+	// ErrNotFound when there is none.
+	Get(ctx context.Context, account string) (Secret, error)
+	// Set stores s for account, replacing any previous secret.
+	Set(ctx context.Context, account string, s Secret) error
+	// Delete removes the secret stored for account, or returns an error
+	// matching ErrNotFound when there is none.
+	Delete(ctx context.Context, account string) error
+	// Name is the backend name for messages: "keyring", "memory" or "systemd".
+	Name() string
+}
+
+// Options configures Open. The zero value selects the defaults.
+type Options struct {
+	// Timeout bounds every keyring call (default 5s).
+	Timeout time.Duration
+	// CredentialsDir is the systemd credentials directory
+	// (default $CREDENTIALS_DIRECTORY).
+	CredentialsDir string
+}
+
+// Open returns the backend called name: "keyring", "systemd" or "memory".
+func Open(name string, o Options) (Store, error) {
+	switch name {
+	case "keyring":
+		return NewKeyring(o.Timeout), nil
+	case "systemd":
+		return NewSystemd(o.CredentialsDir)
+	case "memory":
+		return NewMemory(), nil
+	default:
+		return nil, fmt.Errorf("keystore: unknown backend %q: use one of keyring, systemd, memory", name)
+	}
+}
+
+// opError prefixes err with the backend, operation and account.
+func opError(backend, op, account string, err error) error {
+	return fmt.Errorf("keystore: %s %s %q: %w", backend, op, account, err)
+}
+
+// checkAccount rejects account names no backend can use as a key: empty,
+// too long, not UTF-8, containing control characters or path separators,
+// or "." / "..". The same rule applies to every backend so that what works
+// against the memory store works against the others.
+func checkAccount(backend, op, account string) error {
+	var why string
+	switch {
+	case account == "":
+		why = "account is empty"
+	case len(account) > maxAccountLen:
+		why = fmt.Sprintf("account is longer than %d bytes", maxAccountLen)
+	case !utf8.ValidString(account):
+		why = "account is not valid UTF-8"
+	case account == "." || account == "..":
+		why = "account must not be . or .."
+	case strings.ContainsAny(account, `/\`):
+		why = "account must not contain / or \\"
+	case strings.ContainsFunc(account, unicode.IsControl):
+		why = "account must not contain control characters"
+	default:
+		return nil
+	}
+	// Quote with %+q so an odd account cannot inject into a log line.
+	return fmt.Errorf("keystore: %s %s %+q: %w: %s", backend, op, account, ErrInvalidAccount, why)
+}
+
+// checkSecret rejects empty and oversized secrets. It never includes the
+// value in the error.
+func checkSecret(backend, op, account string, s Secret) error {
+	switch n := len(s.Reveal()); {
+	case n == 0:
+		return opError(backend, op, account, fmt.Errorf("%w: secret is empty", ErrInvalidSecret))
+	case n > MaxSecretSize:
+		return opError(backend, op, account, fmt.Errorf("%w: secret is %d bytes, the limit is %d", ErrInvalidSecret, n, MaxSecretSize))
+	}
+	return nil
+}
+
+// unavailableError is an ErrUnavailable with the backend, the cause and a
+// hint on how to fix it.
+type unavailableError struct {
+	backend string // "keyring"
+	op      string // "get", "set", "delete"
+	account string
+	what    string // e.g. "Secret Service"
+	cause   error
+	hint    string
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("keystore: %s %s %q: %s unavailable: %v; %s", e.backend, e.op, e.account, e.what, e.cause, e.hint)
+}
+
+func (e *unavailableError) Unwrap() error { return e.cause }
+
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
