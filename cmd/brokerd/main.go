@@ -10,11 +10,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/client"
@@ -128,15 +132,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	l, err := server.Listen(path)
+	l, activated, err := listen(path)
 	if err != nil {
 		return err
 	}
+	path = l.Addr().String()
 	gs := server.New(b, log)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
-	log.Info("brokerd serving", "socket", path, "tenants", len(cfg.Tenants), "keystore", bopt.Store.Name(), "dev", o.dev)
+	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", len(cfg.Tenants),
+		"keystore", bopt.Store.Name(), "dev", o.dev)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("sd_notify READY failed", "error", err)
+	}
 	if o.dev {
 		printDevBanner(stdout, path, o.socket != "" || os.Getenv("BROKERD_SOCKET") != "", cfg.AuthorityHost)
 	}
@@ -147,6 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	log.Info("brokerd stopping")
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
@@ -155,6 +165,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		gs.Stop()
 	}
 	return nil
+}
+
+// listen returns the socket systemd passed (socket activation: the .socket
+// unit owns the path and its permissions), or creates one at path.
+func listen(path string) (net.Listener, bool, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, false, fmt.Errorf("socket activation: %w", err)
+	}
+	switch len(ls) {
+	case 0:
+		l, err := server.Listen(path)
+		return l, false, err
+	case 1:
+		if ls[0] == nil || ls[0].Addr().Network() != "unix" {
+			return nil, false, errors.New("socket activation: the passed socket is not a Unix stream socket (use ListenStream=/path in the .socket unit)")
+		}
+		return ls[0], true, nil
+	default:
+		return nil, false, fmt.Errorf("socket activation: %d sockets passed, want 1", len(ls))
+	}
 }
 
 // loadConfig reads --config, or the default location when it is empty.
