@@ -1,0 +1,233 @@
+// Package client is the typed Go client for brokerd, the daemon that keeps
+// app-only Entra ID access tokens fresh for every configured customer tenant
+// and serves them over gRPC on a Unix socket.
+//
+// Programs that need a token import this package instead of holding a client
+// secret themselves:
+//
+//	path, err := client.SocketPath("")
+//	...
+//	c, err := client.Dial(path)
+//	...
+//	defer c.Close()
+//	tok, err := c.GetToken(ctx, "contoso", nil, 0)
+//
+// Security role: the connection is a plain Unix socket, without TLS; brokerd
+// authorises each call from the caller's kernel-verified uid (SO_PEERCRED),
+// so the socket's path and permissions are the trust boundary. SetCredential
+// sends a client secret to brokerd; no method ever returns one.
+//
+// Every error a Client returns carries a gRPC status code, read it with
+// status.Code(err) from google.golang.org/grpc/status. Errors from brokerd are
+// its statuses, passed on unchanged: their messages say what to do. Errors
+// found locally use the same codes: UNAVAILABLE when brokerd is not running or
+// not answering on the socket, PERMISSION_DENIED when the socket may not be
+// opened, INVALID_ARGUMENT for a bad path or argument.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
+)
+
+// probeTimeout bounds the connect Dial makes to check that brokerd answers.
+// Connecting to a Unix socket does not wait for the daemon to accept, so this
+// only matters on an overloaded system.
+const probeTimeout = 2 * time.Second
+
+// Client is a connection to brokerd. It is safe for concurrent use; the
+// underlying gRPC connection reconnects by itself after brokerd restarts.
+type Client struct {
+	path string
+	conn *grpc.ClientConn
+	api  brokerv1.BrokerServiceClient
+}
+
+// Dial connects to brokerd on the Unix socket at path, usually the result of
+// SocketPath. It checks first that path is a socket something listens on, so
+// that a daemon that is not running is reported at once and by name:
+//
+//   - no file at path: UNAVAILABLE, "no brokerd socket at PATH (is brokerd
+//     running? ...)";
+//   - a file that is not a socket: INVALID_ARGUMENT;
+//   - a socket nobody listens on (left behind by a brokerd that exited):
+//     UNAVAILABLE, "brokerd is not answering on PATH: ...";
+//   - a socket the caller may not open: PERMISSION_DENIED.
+//
+// The connection is not encrypted: it never leaves the host.
+func Dial(path string) (*Client, error) {
+	if path == "" {
+		return nil, status.Error(codes.InvalidArgument, "no brokerd socket path given")
+	}
+	if err := checkSocketPathLength(path); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := checkSocket(path); err != nil {
+		return nil, err
+	}
+	if err := probe(path); err != nil {
+		return nil, err
+	}
+	target, err := grpcTarget(path)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
+	}
+	return &Client{path: path, conn: conn, api: brokerv1.NewBrokerServiceClient(conn)}, nil
+}
+
+// checkSocket stats path and reports, as a status error, why it is not a
+// socket brokerd could be listening on.
+func checkSocket(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return notRunning(path)
+	case errors.Is(err, fs.ErrPermission):
+		return status.Errorf(codes.PermissionDenied, "cannot reach the brokerd socket %s: %v", path, unwrapPathError(err))
+	case err != nil:
+		return status.Errorf(codes.Unavailable, "cannot reach the brokerd socket %s: %v", path, unwrapPathError(err))
+	case fi.Mode().Type() != fs.ModeSocket:
+		return status.Errorf(codes.InvalidArgument,
+			"%s is not a Unix socket (it is a %s); point --socket or BROKERD_SOCKET at the socket brokerd listens on",
+			path, describeFileType(fi.Mode()))
+	}
+	return nil
+}
+
+// probe connects to the socket once and hangs up, so that a stale socket is
+// reported by Dial rather than by the first call. gRPC servers close such a
+// connection without logging it.
+func probe(path string) error {
+	conn, err := net.DialTimeout("unix", path, probeTimeout)
+	if err == nil {
+		return conn.Close()
+	}
+	cause := unwrapOpError(err)
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return notRunning(path)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return status.Errorf(codes.PermissionDenied,
+			"not allowed to connect to the brokerd socket %s: %v (check the socket's owner, group and mode)", path, cause)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return status.Errorf(codes.Unavailable,
+			"brokerd is not answering on %s: %v (a socket left by a brokerd that exited? start brokerd again)", path, cause)
+	default:
+		return status.Errorf(codes.Unavailable, "brokerd is not answering on %s: %v", path, cause)
+	}
+}
+
+func notRunning(path string) error {
+	return status.Errorf(codes.Unavailable,
+		"no brokerd socket at %s (is brokerd running? start it with `brokerd` or `brokerd --dev`)", path)
+}
+
+// grpcTarget turns a socket path into a gRPC "unix://" target. gRPC's unix
+// resolver only takes absolute paths in that form, and it URL-decodes the
+// path, so the path is made absolute and escaped.
+func grpcTarget(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
+	}
+	if err := checkSocketPathLength(abs); err != nil {
+		return "", status.Error(codes.InvalidArgument, err.Error())
+	}
+	return "unix://" + (&url.URL{Path: abs}).EscapedPath(), nil
+}
+
+// GetToken returns an access token for tenant: its configured name, tenant id
+// or one of its domains. Empty scopes means the scopes configured for the
+// tenant's app. The token has at least minValid left; 0 leaves the choice to
+// brokerd (5 minutes unless configured otherwise). brokerd answers from its
+// cache, or waits for a fresh token within ctx's deadline.
+func (c *Client) GetToken(ctx context.Context, tenant string, scopes []string, minValid time.Duration) (*brokerv1.GetTokenResponse, error) {
+	if minValid < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "minimum validity %v is negative", minValid)
+	}
+	req := &brokerv1.GetTokenRequest{Tenant: tenant, Scopes: scopes}
+	if minValid > 0 {
+		req.MinValid = durationpb.New(minValid)
+	}
+	return c.api.GetToken(ctx, req)
+}
+
+// ListTenants reports the state of every configured tenant, sorted by name.
+// It never carries a token or a secret.
+func (c *Client) ListTenants(ctx context.Context) ([]*brokerv1.TenantStatus, error) {
+	resp, err := c.api.ListTenants(ctx, &brokerv1.ListTenantsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTenants(), nil
+}
+
+// SetCredential stores secret as the client secret of app, the configured
+// name of an Entra ID app. brokerd first verifies the secret against one of
+// the app's tenants (named in the response) and keeps the old one if that
+// fails. The secret is not kept by the Client and never appears in its
+// errors.
+func (c *Client) SetCredential(ctx context.Context, app string, secret string) (*brokerv1.SetCredentialResponse, error) {
+	return c.api.SetCredential(ctx, &brokerv1.SetCredentialRequest{App: app, ClientSecret: secret})
+}
+
+// Close closes the connection to brokerd. Calls in flight fail with
+// CANCELED.
+func (c *Client) Close() error {
+	return c.conn.Close()
+}
+
+// unwrapPathError drops the *fs.PathError wrapper, whose text repeats the
+// path the caller's message already names.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// unwrapOpError turns "dial unix PATH: connect: connection refused" into
+// "connect: connection refused"; the caller's message names the path.
+func unwrapOpError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+func describeFileType(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "regular file"
+	case fs.ModeDir:
+		return "directory"
+	case fs.ModeNamedPipe:
+		return "named pipe"
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		return "device"
+	default:
+		return fmt.Sprintf("file of mode %v", m.Type())
+	}
+}

@@ -1,0 +1,308 @@
+package client
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
+)
+
+// shortTempDir returns a temporary directory short enough for socket paths
+// (sun_path is 108 bytes; t.TempDir() paths can be longer).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// recordingBroker is a BrokerService that records requests and answers with
+// canned responses or errors.
+type recordingBroker struct {
+	brokerv1.UnimplementedBrokerServiceServer
+
+	mu       sync.Mutex
+	getReqs  []*brokerv1.GetTokenRequest
+	setReqs  []*brokerv1.SetCredentialRequest
+	getErr   error
+	tenants  []*brokerv1.TenantStatus
+	verified string
+}
+
+func (b *recordingBroker) GetToken(_ context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.getReqs = append(b.getReqs, req)
+	if b.getErr != nil {
+		return nil, b.getErr
+	}
+	return &brokerv1.GetTokenResponse{
+		AccessToken: "token-for-" + req.GetTenant(),
+		TokenType:   "Bearer",
+		ExpiresAt:   timestamppb.New(time.Unix(1_900_000_000, 0)),
+		TenantId:    "11111111-2222-3333-4444-555555555555",
+		Scopes:      req.GetScopes(),
+	}, nil
+}
+
+func (b *recordingBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &brokerv1.ListTenantsResponse{Tenants: b.tenants}, nil
+}
+
+func (b *recordingBroker) SetCredential(_ context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.setReqs = append(b.setReqs, req)
+	return &brokerv1.SetCredentialResponse{VerifiedWithTenant: b.verified}, nil
+}
+
+// serve runs srv on a Unix socket in a short temp dir and returns its path.
+func serve(t *testing.T, srv brokerv1.BrokerServiceServer) string {
+	t.Helper()
+	path := filepath.Join(shortTempDir(t), "brokerd.sock")
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	brokerv1.RegisterBrokerServiceServer(s, srv)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return path
+}
+
+func dial(t *testing.T, path string) *Client {
+	t.Helper()
+	c, err := Dial(path)
+	if err != nil {
+		t.Fatalf("Dial(%q): %v", path, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestDialErrors(t *testing.T) {
+	dir := shortTempDir(t)
+
+	regular := filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, []byte("not a socket"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A socket file nobody listens on, as left by a daemon that was killed.
+	stale := filepath.Join(dir, "stale.sock")
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.SetUnlinkOnClose(false)
+	lis.Close()
+
+	missing := filepath.Join(dir, "missing.sock")
+	tooLong := "/tmp/" + strings.Repeat("x", MaxSocketPath)
+
+	tests := []struct {
+		name     string
+		path     string
+		wantCode codes.Code
+		wantMsg  []string
+	}{
+		{"missing socket", missing, codes.Unavailable,
+			[]string{"no brokerd socket at " + missing, "is brokerd running?", "`brokerd --dev`"}},
+		{"regular file", regular, codes.InvalidArgument,
+			[]string{regular + " is not a Unix socket", "regular file", "--socket"}},
+		{"directory", dir, codes.InvalidArgument,
+			[]string{dir + " is not a Unix socket", "directory"}},
+		{"stale socket", stale, codes.Unavailable,
+			[]string{"brokerd is not answering on " + stale, "connection refused"}},
+		{"empty path", "", codes.InvalidArgument, []string{"no brokerd socket path"}},
+		{"path too long", tooLong, codes.InvalidArgument, []string{"at most 107 bytes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Dial(tt.path)
+			if err == nil {
+				c.Close()
+				t.Fatalf("Dial(%q) succeeded, want %v", tt.path, tt.wantCode)
+			}
+			if got := status.Code(err); got != tt.wantCode {
+				t.Errorf("Dial(%q) code = %v, want %v (err: %v)", tt.path, got, tt.wantCode, err)
+			}
+			msg := status.Convert(err).Message()
+			for _, sub := range tt.wantMsg {
+				if !strings.Contains(msg, sub) {
+					t.Errorf("message %q does not contain %q", msg, sub)
+				}
+			}
+		})
+	}
+}
+
+func TestDialPermissionDenied(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may open any socket")
+	}
+	path := serve(t, &recordingBroker{})
+	if err := os.Chmod(path, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Dial(path)
+	if got := status.Code(err); got != codes.PermissionDenied {
+		t.Fatalf("Dial code = %v, want PermissionDenied (err: %v)", got, err)
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name the socket", err)
+	}
+}
+
+func TestDialRelativePath(t *testing.T) {
+	path := serve(t, &recordingBroker{})
+	t.Chdir(filepath.Dir(path))
+	c := dial(t, filepath.Base(path))
+	if _, err := c.ListTenants(context.Background()); err != nil {
+		t.Fatalf("ListTenants over a relative socket path: %v", err)
+	}
+}
+
+func TestGetToken(t *testing.T) {
+	b := &recordingBroker{}
+	c := dial(t, serve(t, b))
+	ctx := context.Background()
+
+	resp, err := c.GetToken(ctx, "contoso", nil, 0)
+	if err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	if resp.GetAccessToken() != "token-for-contoso" {
+		t.Errorf("access token = %q", resp.GetAccessToken())
+	}
+	if _, err := c.GetToken(ctx, "fabrikam", []string{"https://graph.microsoft.com/.default"}, 10*time.Minute); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.getReqs) != 2 {
+		t.Fatalf("server saw %d requests, want 2", len(b.getReqs))
+	}
+	if first := b.getReqs[0]; first.GetTenant() != "contoso" || first.MinValid != nil || len(first.GetScopes()) != 0 {
+		t.Errorf("first request = %v, want tenant contoso with min_valid and scopes unset", first)
+	}
+	second := b.getReqs[1]
+	if second.GetTenant() != "fabrikam" || second.GetMinValid().AsDuration() != 10*time.Minute ||
+		len(second.GetScopes()) != 1 || second.GetScopes()[0] != "https://graph.microsoft.com/.default" {
+		t.Errorf("second request = %v", second)
+	}
+}
+
+func TestGetTokenNegativeMinValid(t *testing.T) {
+	b := &recordingBroker{}
+	c := dial(t, serve(t, b))
+	_, err := c.GetToken(context.Background(), "contoso", nil, -time.Second)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("code = %v, want InvalidArgument (err: %v)", status.Code(err), err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.getReqs) != 0 {
+		t.Errorf("the request reached the server")
+	}
+}
+
+func TestServerStatusPassedThrough(t *testing.T) {
+	const msg = "no credential stored for app partner: run `brokerctl credential set --app partner`"
+	b := &recordingBroker{getErr: status.Error(codes.FailedPrecondition, msg)}
+	c := dial(t, serve(t, b))
+	_, err := c.GetToken(context.Background(), "contoso", nil, 0)
+	st := status.Convert(err)
+	if st.Code() != codes.FailedPrecondition || st.Message() != msg {
+		t.Errorf("error = %v / %q, want FailedPrecondition / %q", st.Code(), st.Message(), msg)
+	}
+}
+
+func TestListTenants(t *testing.T) {
+	want := []*brokerv1.TenantStatus{
+		{Name: "contoso", TenantId: "t1", App: "partner", State: brokerv1.TenantState_TENANT_STATE_READY},
+		{Name: "fabrikam", TenantId: "t2", App: "partner", State: brokerv1.TenantState_TENANT_STATE_FAILED, LastError: "boom"},
+	}
+	c := dial(t, serve(t, &recordingBroker{tenants: want}))
+	got, err := c.ListTenants(context.Background())
+	if err != nil {
+		t.Fatalf("ListTenants: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d tenants, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("tenant %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestSetCredential(t *testing.T) {
+	b := &recordingBroker{verified: "contoso"}
+	c := dial(t, serve(t, b))
+	resp, err := c.SetCredential(context.Background(), "partner", "s3cr3t~value")
+	if err != nil {
+		t.Fatalf("SetCredential: %v", err)
+	}
+	if resp.GetVerifiedWithTenant() != "contoso" {
+		t.Errorf("verified_with_tenant = %q", resp.GetVerifiedWithTenant())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.setReqs) != 1 || b.setReqs[0].GetApp() != "partner" || b.setReqs[0].GetClientSecret() != "s3cr3t~value" {
+		t.Errorf("server saw %v", b.setReqs)
+	}
+}
+
+// TestDaemonGoneAfterDial checks that a daemon that stops after Dial gives
+// an UNAVAILABLE error that names the socket.
+func TestDaemonGoneAfterDial(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "brokerd.sock")
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	brokerv1.RegisterBrokerServiceServer(s, &recordingBroker{})
+	go s.Serve(lis)
+	c := dial(t, path)
+	s.Stop() // closes the listener and removes the socket file
+
+	_, err = c.GetToken(context.Background(), "contoso", nil, 0)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code = %v, want Unavailable (err: %v)", status.Code(err), err)
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name the socket", err)
+	}
+}
+
+func TestCloseIsClean(t *testing.T) {
+	c, err := Dial(serve(t, &recordingBroker{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}

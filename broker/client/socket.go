@@ -1,0 +1,83 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// MaxSocketPath is the longest Unix socket path, in bytes, that can be bound
+// or dialled: sun_path holds 108 bytes including the terminating NUL.
+const MaxSocketPath = 107
+
+// The environment variables and defaults SocketPath consults, in this order
+// after the flag value.
+const (
+	// socketEnv overrides the default socket path.
+	socketEnv = "BROKERD_SOCKET"
+	// runtimeDirEnv is the per-user runtime directory (XDG Base Directory).
+	runtimeDirEnv = "XDG_RUNTIME_DIR"
+	// userSocketRel is the socket's path under $XDG_RUNTIME_DIR (user mode).
+	userSocketRel = "brokerd/brokerd.sock"
+	// systemSocket is the socket of the system service (uid 0).
+	systemSocket = "/run/brokerd/brokerd.sock"
+)
+
+// SocketPath resolves the path of brokerd's Unix socket. The first of these
+// that applies wins:
+//
+//  1. flagValue, when it is not empty (brokerd and brokerctl pass --socket);
+//  2. $BROKERD_SOCKET, when it is not empty;
+//  3. $XDG_RUNTIME_DIR/brokerd/brokerd.sock, when XDG_RUNTIME_DIR is set to an
+//     absolute path (the user service);
+//  4. /run/brokerd/brokerd.sock, for uid 0 (the system service).
+//
+// Otherwise it returns an error telling the user to pass --socket or set
+// BROKERD_SOCKET. It also returns an error, naming the path and its length,
+// when the path is longer than MaxSocketPath bytes. brokerd resolves the path
+// it listens on with this same function, so both sides agree.
+func SocketPath(flagValue string) (string, error) {
+	return resolveSocketPath(flagValue, os.Getenv, os.Getuid())
+}
+
+// resolveSocketPath is SocketPath with its environment and uid passed in, so
+// tests can cover every branch whoever runs them.
+func resolveSocketPath(flagValue string, getenv func(string) string, uid int) (string, error) {
+	path, err := chooseSocketPath(flagValue, getenv, uid)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSocketPathLength(path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func chooseSocketPath(flagValue string, getenv func(string) string, uid int) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if env := getenv(socketEnv); env != "" {
+		return env, nil
+	}
+	// The XDG Base Directory spec says a relative path in these variables is
+	// invalid and must be ignored.
+	if dir := getenv(runtimeDirEnv); dir != "" && filepath.IsAbs(dir) {
+		return filepath.Join(dir, userSocketRel), nil
+	}
+	if uid == 0 {
+		return systemSocket, nil
+	}
+	return "", errors.New("cannot find the brokerd socket: XDG_RUNTIME_DIR is not set; " +
+		"pass --socket PATH or set BROKERD_SOCKET to the socket brokerd listens on")
+}
+
+// checkSocketPathLength fails when path cannot fit in sun_path.
+func checkSocketPathLength(path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("socket path %q is %d bytes long; a Unix socket path can be at most %d bytes: "+
+			"choose a shorter --socket or BROKERD_SOCKET", path, len(path), MaxSocketPath)
+	}
+	return nil
+}

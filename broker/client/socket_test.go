@@ -1,0 +1,137 @@
+package client
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSocketPathResolution(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("s", MaxSocketPath-len("/tmp/")) // exactly MaxSocketPath bytes
+	tooLong := long + "x"
+	tests := []struct {
+		name    string
+		flag    string
+		env     map[string]string
+		uid     int
+		want    string
+		wantErr []string // substrings of the error; nil means no error
+	}{
+		{
+			name: "flag wins over everything",
+			flag: "/flag.sock",
+			env:  map[string]string{"BROKERD_SOCKET": "/env.sock", "XDG_RUNTIME_DIR": "/run/user/1000"},
+			uid:  1000,
+			want: "/flag.sock",
+		},
+		{
+			name: "relative flag kept as given",
+			flag: "dev.sock",
+			uid:  1000,
+			want: "dev.sock",
+		},
+		{
+			name: "env wins over XDG",
+			env:  map[string]string{"BROKERD_SOCKET": "/env.sock", "XDG_RUNTIME_DIR": "/run/user/1000"},
+			uid:  1000,
+			want: "/env.sock",
+		},
+		{
+			name: "env wins over root fallback",
+			env:  map[string]string{"BROKERD_SOCKET": "/env.sock"},
+			uid:  0,
+			want: "/env.sock",
+		},
+		{
+			name: "XDG runtime dir",
+			env:  map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"},
+			uid:  1000,
+			want: "/run/user/1000/brokerd/brokerd.sock",
+		},
+		{
+			name: "XDG runtime dir wins over root fallback",
+			env:  map[string]string{"XDG_RUNTIME_DIR": "/run/user/0"},
+			uid:  0,
+			want: "/run/user/0/brokerd/brokerd.sock",
+		},
+		{
+			name: "root without XDG uses the system socket",
+			uid:  0,
+			want: "/run/brokerd/brokerd.sock",
+		},
+		{
+			name: "relative XDG runtime dir is ignored",
+			env:  map[string]string{"XDG_RUNTIME_DIR": "run/user"},
+			uid:  0,
+			want: "/run/brokerd/brokerd.sock",
+		},
+		{
+			name:    "non-root without XDG is an error",
+			uid:     1000,
+			wantErr: []string{"XDG_RUNTIME_DIR is not set", "--socket", "BROKERD_SOCKET"},
+		},
+		{
+			name: "path of exactly MaxSocketPath bytes",
+			flag: long,
+			uid:  1000,
+			want: long,
+		},
+		{
+			name:    "flag too long",
+			flag:    tooLong,
+			uid:     1000,
+			wantErr: []string{tooLong, "108 bytes long", "at most 107 bytes"},
+		},
+		{
+			name:    "env too long",
+			env:     map[string]string{"BROKERD_SOCKET": tooLong},
+			uid:     1000,
+			wantErr: []string{tooLong, "108 bytes long"},
+		},
+		{
+			name:    "XDG result too long",
+			env:     map[string]string{"XDG_RUNTIME_DIR": "/" + strings.Repeat("d", 100)},
+			uid:     1000,
+			wantErr: []string{"/brokerd/brokerd.sock", "122 bytes long"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			got, err := resolveSocketPath(tt.flag, getenv, tt.uid)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("resolveSocketPath() = %q, want an error", got)
+				}
+				for _, sub := range tt.wantErr {
+					if !strings.Contains(err.Error(), sub) {
+						t.Errorf("error %q does not contain %q", err, sub)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("resolveSocketPath() error: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("resolveSocketPath() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSocketPathReadsEnvironment checks that the exported function reads the
+// real environment; the precedence itself is covered above.
+func TestSocketPathReadsEnvironment(t *testing.T) {
+	t.Setenv("BROKERD_SOCKET", "/env/brokerd.sock")
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/4242")
+	if got, err := SocketPath(""); err != nil || got != "/env/brokerd.sock" {
+		t.Errorf("SocketPath(\"\") = %q, %v; want /env/brokerd.sock", got, err)
+	}
+	if got, err := SocketPath("/flag.sock"); err != nil || got != "/flag.sock" {
+		t.Errorf("SocketPath(flag) = %q, %v; want /flag.sock", got, err)
+	}
+	t.Setenv("BROKERD_SOCKET", "")
+	if got, err := SocketPath(""); err != nil || got != "/run/user/4242/brokerd/brokerd.sock" {
+		t.Errorf("SocketPath(\"\") = %q, %v; want the XDG path", got, err)
+	}
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/broker/client"
+	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
+)
+
+// Exit statuses; see the package comment and the root command's help.
+const (
+	exitOK          = 0
+	exitError       = 1 // internal, unknown or other error
+	exitUsage       = 2 // bad command line or input, INVALID_ARGUMENT
+	exitNotFound    = 3 // NOT_FOUND
+	exitDenied      = 4 // PERMISSION_DENIED, UNAUTHENTICATED
+	exitMustAct     = 5 // FAILED_PRECONDITION: a person must act
+	exitUnavailable = 6 // UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED: retry later
+)
+
+const exitStatusHelp = `Errors are one line on stderr: "brokerctl: ", the gRPC status code and
+brokerd's message, which says what to do. The exit status tells scripts what
+kind of failure it was:
+
+  0  success
+  1  internal, unknown or other error
+  2  usage error (bad flags or input), or INVALID_ARGUMENT
+  3  NOT_FOUND: the tenant or app is not configured, or the tenant does not exist
+  4  PERMISSION_DENIED or UNAUTHENTICATED: this user may not do that
+  5  FAILED_PRECONDITION: a person must act (store or rotate the credential,
+     grant admin consent)
+  6  UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED, or brokerd is not
+     running: retry later`
+
+// exitStatus maps a gRPC status code to brokerctl's exit status.
+func exitStatus(code codes.Code) int {
+	switch code {
+	case codes.OK:
+		return exitOK
+	case codes.InvalidArgument:
+		return exitUsage
+	case codes.NotFound:
+		return exitNotFound
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return exitDenied
+	case codes.FailedPrecondition:
+		return exitMustAct
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return exitUnavailable
+	default:
+		return exitError
+	}
+}
+
+// usageError is a mistake on the command line or in the input: exit status
+// 2. showUsage adds the command's usage after the error line, for mistakes
+// in flags and arguments.
+type usageError struct {
+	err       error
+	showUsage bool
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// flagError reports a bad flag or argument; the usage follows it.
+func flagError(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...), showUsage: true}
+}
+
+// inputError reports bad input other than flags (an empty secret, an
+// unresolvable socket path); no usage follows it.
+func inputError(err error) error {
+	return &usageError{err: err}
+}
+
+// commandError marks an error returned by a command's own code, as opposed
+// to one cobra returns for an unknown command, a missing required flag or a
+// wrong number of arguments, which are usage errors.
+type commandError struct{ err error }
+
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
+
+// cli is one invocation of brokerctl: its streams, its global flags and the
+// command tree built over them.
+type cli struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time // for the durations in `tenants`; swapped by tests
+
+	socket  string        // --socket
+	timeout time.Duration // --timeout
+
+	root *cobra.Command
+}
+
+// run runs brokerctl with args (without the program name) and returns its
+// exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return newCLI(stdin, stdout, stderr).execute(args)
+}
+
+// newCLI builds the command tree over the given streams.
+func newCLI(stdin io.Reader, stdout, stderr io.Writer) *cli {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	c.root = c.rootCommand()
+	return c
+}
+
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "brokerctl",
+		Short: "Get Entra ID access tokens from brokerd and manage brokerd",
+		Long: `brokerctl talks to brokerd, the daemon that keeps app-only Entra ID access
+tokens fresh for every configured customer tenant, over its Unix socket.
+Scripts run "brokerctl get" instead of holding the app's client secret.
+
+The socket is the first of: --socket, $BROKERD_SOCKET,
+$XDG_RUNTIME_DIR/brokerd/brokerd.sock, and /run/brokerd/brokerd.sock when
+run as root. Every call to brokerd must finish within --timeout.
+
+` + exitStatusHelp,
+		Example: `  # Print a token for tenant contoso
+  brokerctl get --tenant contoso
+
+  # The state of every configured tenant
+  brokerctl tenants
+
+  # Talk to the system service
+  brokerctl --socket /run/brokerd/brokerd.sock tenants`,
+		SilenceErrors: true, // execute prints errors, as one line
+		SilenceUsage:  true, // and the usage only for flag errors
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if c.timeout <= 0 {
+				return flagError("invalid --timeout %v: must be more than 0", c.timeout)
+			}
+			return nil
+		},
+	}
+	root.SetIn(c.stdin)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{err: err, showUsage: true}
+	})
+
+	flags := root.PersistentFlags()
+	flags.StringVar(&c.socket, "socket", "",
+		"brokerd's Unix socket (default $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock, else /run/brokerd/brokerd.sock for root)")
+	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
+
+	root.AddCommand(c.getCommand(), c.credentialCommand(), c.tenantsCommand())
+	return root
+}
+
+// action adapts a command's work to cobra, marking its errors as the
+// command's own (see commandError).
+func action(f func(cmd *cobra.Command) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := f(cmd); err != nil {
+			return &commandError{err: err}
+		}
+		return nil
+	}
+}
+
+// execute runs the command line and reports any error on stderr as one line.
+func (c *cli) execute(args []string) int {
+	c.root.SetArgs(args)
+	cmd, err := c.root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+
+	var usage *usageError
+	var own *commandError
+	switch {
+	case errors.As(err, &usage):
+	case errors.As(err, &own):
+		return c.report(err)
+	default:
+		// cobra's own: unknown command or flag, missing required flag,
+		// wrong arguments.
+		usage = &usageError{err: err, showUsage: true}
+	}
+	fmt.Fprintf(c.stderr, "brokerctl: %v\n", usage.err)
+	if usage.showUsage && cmd != nil {
+		fmt.Fprintf(c.stderr, "\n%s", cmd.UsageString())
+	}
+	return exitUsage
+}
+
+// report prints a command's error as one line and returns its exit status.
+// gRPC statuses, from brokerd or from the client, are printed as their code
+// and message; the message is brokerd's own and says what to do.
+func (c *cli) report(err error) int {
+	// Not status.FromError: for a wrapped status it returns the wrapper's
+	// text as the message.
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		st := se.GRPCStatus()
+		fmt.Fprintf(c.stderr, "brokerctl: %v: %s\n", st.Code(), st.Message())
+		return exitStatus(st.Code())
+	}
+	fmt.Fprintf(c.stderr, "brokerctl: %v\n", err)
+	return exitError
+}
+
+// dial connects to brokerd on the socket chosen by --socket and the
+// environment.
+func (c *cli) dial() (*client.Client, error) {
+	path, err := client.SocketPath(c.socket)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	return client.Dial(path)
+}
+
+// call runs one RPC under --timeout. When the timeout is what ended it, the
+// error says so.
+func (c *cli) call(f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	err := f(ctx)
+	if err != nil && status.Code(err) == codes.DeadlineExceeded && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return status.Errorf(codes.DeadlineExceeded, "%s (brokerd did not answer within --timeout %v)",
+			status.Convert(err).Message(), c.timeout)
+	}
+	return err
+}
+
+// completionTimeout bounds the calls shell completion makes: a shell waiting
+// for brokerd is worse than no suggestions.
+const completionTimeout = 2 * time.Second
+
+// completeFromTenants returns a flag completion function that lists values
+// taken from brokerd's tenants, or nothing when brokerd cannot be reached.
+func (c *cli) completeFromTenants(values func(ts []*brokerv1.TenantStatus) []cobra.Completion) cobra.CompletionFunc {
+	return func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		bc, err := c.dial()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer bc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), min(c.timeout, completionTimeout))
+		defer cancel()
+		ts, err := bc.ListTenants(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return values(ts), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// oneLine makes s safe for one table cell or one line of output.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,597 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
+)
+
+// fakeBroker is a BrokerService with canned answers that records what it is
+// asked.
+type fakeBroker struct {
+	brokerv1.UnimplementedBrokerServiceServer
+
+	mu       sync.Mutex
+	getReqs  []*brokerv1.GetTokenRequest
+	getResp  *brokerv1.GetTokenResponse
+	getErr   error
+	getBlock bool // GetToken waits until the caller gives up
+	tenants  []*brokerv1.TenantStatus
+	listErr  error
+	setReqs  []*brokerv1.SetCredentialRequest
+	setResp  *brokerv1.SetCredentialResponse
+	setErr   error
+	calls    int
+}
+
+func (b *fakeBroker) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
+	b.mu.Lock()
+	b.calls++
+	b.getReqs = append(b.getReqs, req)
+	block, resp, err := b.getBlock, b.getResp, b.getErr
+	b.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return resp, err
+}
+
+func (b *fakeBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	if b.listErr != nil {
+		return nil, b.listErr
+	}
+	return &brokerv1.ListTenantsResponse{Tenants: b.tenants}, nil
+}
+
+func (b *fakeBroker) SetCredential(_ context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	b.setReqs = append(b.setReqs, req)
+	return b.setResp, b.setErr
+}
+
+func (b *fakeBroker) callCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}
+
+// shortTempDir returns a temporary directory short enough for socket paths
+// (sun_path is 108 bytes).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// serve runs b as a gRPC server on a Unix socket and returns the socket.
+func serve(t *testing.T, b *fakeBroker) string {
+	t.Helper()
+	path := filepath.Join(shortTempDir(t), "brokerd.sock")
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	brokerv1.RegisterBrokerServiceServer(srv, b)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return path
+}
+
+// testNow is the clock of every CLI run in these tests.
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// runCLI runs brokerctl in-process with stdin and args.
+func runCLI(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	c := newCLI(strings.NewReader(stdin), &stdout, &stderr)
+	c.now = func() time.Time { return testNow }
+	code := c.execute(args)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func TestGetPrintsOnlyTheToken(t *testing.T) {
+	const token = "eyJ0eXAiOiJKV1QifQ.eyJ0aWQiOiJ0MSJ9.c2ln"
+	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{
+		AccessToken: token,
+		TokenType:   "Bearer",
+		ExpiresAt:   timestamppb.New(testNow.Add(time.Hour)),
+		TenantId:    "11111111-2222-3333-4444-555555555555",
+	}}
+	sock := serve(t, b)
+
+	r := runCLI(t, "", "--socket", sock, "get", "--tenant", "contoso")
+	if r.code != 0 || r.stdout != token+"\n" || r.stderr != "" {
+		t.Fatalf("get = %+v, want code 0, stdout exactly the token and a newline, empty stderr", r)
+	}
+	b.mu.Lock()
+	req := b.getReqs[0]
+	b.mu.Unlock()
+	if req.GetTenant() != "contoso" || req.GetScopes() != nil || req.MinValid != nil {
+		t.Errorf("request = %v, want tenant contoso, scopes and min_valid unset", req)
+	}
+}
+
+func TestGetSendsScopesAndMinValid(t *testing.T) {
+	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
+	sock := serve(t, b)
+
+	r := runCLI(t, "", "get", "--socket", sock, "--tenant", "contoso.onmicrosoft.com",
+		"--scope", "https://api.securitycenter.microsoft.com/.default",
+		"--scope", "https://graph.microsoft.com/.default", "--min-valid", "30m")
+	if r.code != 0 || r.stdout != "tok\n" {
+		t.Fatalf("get = %+v", r)
+	}
+	b.mu.Lock()
+	req := b.getReqs[0]
+	b.mu.Unlock()
+	wantScopes := []string{"https://api.securitycenter.microsoft.com/.default", "https://graph.microsoft.com/.default"}
+	if req.GetTenant() != "contoso.onmicrosoft.com" || !slices.Equal(req.GetScopes(), wantScopes) ||
+		req.GetMinValid().AsDuration() != 30*time.Minute {
+		t.Errorf("request = %v", req)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
+	sock := serve(t, b)
+
+	tests := []struct {
+		name      string
+		args      []string
+		wantFirst string // the first line of stderr
+		wantUsage bool
+	}{
+		{"get without --tenant", []string{"get"},
+			`brokerctl: required flag(s) "tenant" not set`, true},
+		{"get with empty --tenant", []string{"get", "--tenant", " "},
+			"brokerctl: --tenant must not be empty: give the tenant's configured name, tenant id or domain", true},
+		{"get with an empty --scope", []string{"get", "--tenant", "contoso", "--scope", ""},
+			"brokerctl: --scope must not be empty", true},
+		{"get with a bad --min-valid", []string{"get", "--tenant", "contoso", "--min-valid", "5"},
+			`brokerctl: invalid argument "5" for "--min-valid" flag: time: missing unit in duration "5"`, true},
+		{"get with a negative --min-valid", []string{"get", "--tenant", "contoso", "--min-valid", "-1m"},
+			"brokerctl: invalid --min-valid -1m0s: must not be negative", true},
+		{"get with an argument", []string{"get", "--tenant", "contoso", "extra"},
+			`brokerctl: unknown command "extra" for "brokerctl get"`, true},
+		{"tenants with a bad --output", []string{"tenants", "--output", "yaml"},
+			`brokerctl: invalid --output "yaml": want table or json`, true},
+		{"zero --timeout", []string{"--timeout", "0s", "tenants"},
+			"brokerctl: invalid --timeout 0s: must be more than 0", true},
+		{"bad --timeout", []string{"--timeout", "soon", "tenants"},
+			`brokerctl: invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"`, true},
+		{"unknown command", []string{"token"},
+			`brokerctl: unknown command "token" for "brokerctl"`, true},
+		{"unknown flag", []string{"get", "--tenant", "contoso", "--fresh"},
+			"brokerctl: unknown flag: --fresh", true},
+		{"credential set without --app", []string{"credential", "set"},
+			`brokerctl: required flag(s) "app" not set`, true},
+		{"credential set has no secret flag", []string{"credential", "set", "--app", "partner", "--secret", "hunter2"},
+			"brokerctl: unknown flag: --secret", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--socket", sock}, tt.args...)
+			r := runCLI(t, "secret-from-stdin\n", args...)
+			if r.code != exitUsage {
+				t.Errorf("exit status = %d, want %d", r.code, exitUsage)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want empty", r.stdout)
+			}
+			first, rest, _ := strings.Cut(r.stderr, "\n")
+			if first != tt.wantFirst {
+				t.Errorf("stderr first line = %q, want %q", first, tt.wantFirst)
+			}
+			if got := strings.Contains(rest, "Usage:"); got != tt.wantUsage {
+				t.Errorf("usage shown = %v, want %v; stderr:\n%s", got, tt.wantUsage, r.stderr)
+			}
+			if strings.Contains(r.stderr, "hunter2") {
+				t.Errorf("stderr repeats the secret given on the command line")
+			}
+		})
+	}
+	if n := b.callCount(); n != 0 {
+		t.Errorf("usage errors made %d calls to brokerd, want 0", n)
+	}
+}
+
+func TestExitStatusByCode(t *testing.T) {
+	tests := []struct {
+		code codes.Code
+		want int
+	}{
+		{codes.InvalidArgument, 2},
+		{codes.NotFound, 3},
+		{codes.PermissionDenied, 4},
+		{codes.Unauthenticated, 4},
+		{codes.FailedPrecondition, 5},
+		{codes.Unavailable, 6},
+		{codes.DeadlineExceeded, 6},
+		{codes.ResourceExhausted, 6},
+		{codes.Internal, 1},
+		{codes.Unknown, 1},
+		{codes.Unimplemented, 1},
+		{codes.AlreadyExists, 1},
+		{codes.Aborted, 1},
+		{codes.DataLoss, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			msg := "what to do about " + tt.code.String() + ": see https://example.test/" + tt.code.String()
+			b := &fakeBroker{getErr: status.Error(tt.code, msg)}
+			sock := serve(t, b)
+			r := runCLI(t, "", "--socket", sock, "get", "--tenant", "contoso")
+			if r.code != tt.want {
+				t.Errorf("exit status = %d, want %d", r.code, tt.want)
+			}
+			want := "brokerctl: " + tt.code.String() + ": " + msg + "\n"
+			if r.stderr != want || r.stdout != "" {
+				t.Errorf("stdout %q, stderr %q; want no stdout and stderr %q", r.stdout, r.stderr, want)
+			}
+		})
+	}
+}
+
+func TestExitStatusLocalFailures(t *testing.T) {
+	dir := shortTempDir(t)
+	missing := filepath.Join(dir, "missing.sock")
+	regular := filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.SetUnlinkOnClose(false)
+	lis.Close()
+	slow := serve(t, &fakeBroker{getBlock: true})
+	empty := serve(t, &fakeBroker{getResp: &brokerv1.GetTokenResponse{}})
+
+	tests := []struct {
+		name   string
+		args   []string
+		want   int
+		stderr string
+	}{
+		{"brokerd not running", []string{"--socket", missing, "get", "--tenant", "contoso"}, 6,
+			"brokerctl: Unavailable: no brokerd socket at " + missing + " (is brokerd running? start it with `brokerd` or `brokerd --dev`)\n"},
+		{"stale socket", []string{"--socket", stale, "tenants"}, 6,
+			"brokerctl: Unavailable: brokerd is not answering on " + stale + ": connect: connection refused (a socket left by a brokerd that exited? start brokerd again)\n"},
+		{"not a socket", []string{"--socket", regular, "tenants"}, 2,
+			"brokerctl: InvalidArgument: " + regular + " is not a Unix socket (it is a regular file); point --socket or BROKERD_SOCKET at the socket brokerd listens on\n"},
+		{"timeout", []string{"--socket", slow, "--timeout", "200ms", "get", "--tenant", "contoso"}, 6,
+			"brokerctl: DeadlineExceeded: context deadline exceeded (brokerd did not answer within --timeout 200ms)\n"},
+		{"empty token", []string{"--socket", empty, "get", "--tenant", "contoso"}, 1,
+			"brokerctl: brokerd answered without a token\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, "", tt.args...)
+			if r.code != tt.want || r.stderr != tt.stderr || r.stdout != "" {
+				t.Errorf("got %+v\nwant code %d, stderr %q, no stdout", r, tt.want, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestCredentialSet(t *testing.T) {
+	const secret = "Xy8Q~abc.DEF_ghi-JKL~0123456789mnopqrstu"
+	tests := []struct {
+		name  string
+		stdin string
+		want  string // the secret brokerd should receive
+	}{
+		{"trailing newline", secret + "\n", secret},
+		{"trailing CRLF", secret + "\r\n", secret},
+		{"no newline", secret, secret},
+		{"spaces kept", "  " + secret + " \n", "  " + secret + " "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
+			sock := serve(t, b)
+			r := runCLI(t, tt.stdin, "--socket", sock, "credential", "set", "--app", "partner")
+			if r.code != 0 {
+				t.Fatalf("credential set = %+v", r)
+			}
+			if want := "credential for app partner stored (verified with tenant contoso)\n"; r.stdout != want {
+				t.Errorf("stdout = %q, want %q", r.stdout, want)
+			}
+			if r.stderr != "" {
+				t.Errorf("stderr = %q, want empty", r.stderr)
+			}
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if len(b.setReqs) != 1 || b.setReqs[0].GetApp() != "partner" || b.setReqs[0].GetClientSecret() != tt.want {
+				t.Errorf("brokerd received %v, want app partner with secret %q", b.setReqs, tt.want)
+			}
+			assertNoSecret(t, r, secret)
+		})
+	}
+}
+
+func TestCredentialSetNotVerified(t *testing.T) {
+	b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{}}
+	r := runCLI(t, "s3cr3t\n", "--socket", serve(t, b), "credential", "set", "--app", "partner")
+	want := "credential for app partner stored (not verified: the app has no tenant to verify it with)\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("got %+v, want stdout %q", r, want)
+	}
+}
+
+func TestCredentialSetRefusesBadInput(t *testing.T) {
+	const secret = "Xy8Q~abc.DEF_ghi"
+	tests := []struct {
+		name   string
+		stdin  string
+		stderr string
+	}{
+		{"empty", "", "brokerctl: empty client secret: pipe the secret into stdin, or run on a terminal to be prompted for it\n"},
+		{"only a newline", "\n", "brokerctl: empty client secret: pipe the secret into stdin, or run on a terminal to be prompted for it\n"},
+		{"only CRLF", "\r\n", "brokerctl: empty client secret: pipe the secret into stdin, or run on a terminal to be prompted for it\n"},
+		{"two lines", secret + "\nsecond-line\n", "brokerctl: the client secret on stdin spans several lines; pipe in the secret value only\n"},
+		{"two trailing newlines", secret + "\n\n", "brokerctl: the client secret on stdin spans several lines; pipe in the secret value only\n"},
+		{"too long", secret + strings.Repeat("x", maxSecretBytes), "brokerctl: stdin holds more than 64 KiB; pipe in the client secret value only\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
+			r := runCLI(t, tt.stdin, "--socket", serve(t, b), "credential", "set", "--app", "partner")
+			if r.code != exitUsage || r.stderr != tt.stderr || r.stdout != "" {
+				t.Errorf("got %+v\nwant code 2, stderr %q", r, tt.stderr)
+			}
+			if n := b.callCount(); n != 0 {
+				t.Errorf("brokerd received %d calls, want 0", n)
+			}
+			assertNoSecret(t, r, secret)
+		})
+	}
+}
+
+func TestCredentialSetRejectedByBrokerd(t *testing.T) {
+	const secret = "Xy8Q~wrong.secret_value"
+	const msg = "Entra ID rejected the new secret for app partner (AADSTS7000215: invalid client secret); the old one is kept: check that you copied the secret value, not its id"
+	b := &fakeBroker{setErr: status.Error(codes.FailedPrecondition, msg)}
+	r := runCLI(t, secret+"\n", "--socket", serve(t, b), "credential", "set", "--app", "partner")
+	if want := "brokerctl: FailedPrecondition: " + msg + "\n"; r.code != exitMustAct || r.stderr != want || r.stdout != "" {
+		t.Errorf("got %+v\nwant code 5, stderr %q", r, want)
+	}
+	assertNoSecret(t, r, secret)
+}
+
+func TestCredentialSetTakesNoSecretFlag(t *testing.T) {
+	c := newCLI(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	set, _, err := c.root.Find([]string{"credential", "set"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	set.Flags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+	if !slices.Equal(names, []string{"app"}) {
+		t.Errorf("credential set flags = %v, want only app", names)
+	}
+}
+
+func assertNoSecret(t *testing.T, r result, secret string) {
+	t.Helper()
+	if strings.Contains(r.stdout, secret) || strings.Contains(r.stderr, secret) {
+		t.Errorf("the secret appears in the output: %+v", r)
+	}
+}
+
+// canned tenants in every state.
+func cannedTenants() []*brokerv1.TenantStatus {
+	return []*brokerv1.TenantStatus{
+		{
+			Name: "contoso", TenantId: "11111111-2222-3333-4444-555555555555", App: "partner",
+			State:       brokerv1.TenantState_TENANT_STATE_READY,
+			ExpiresAt:   timestamppb.New(testNow.Add(58*time.Minute + 12*time.Second + 300*time.Millisecond)),
+			NextRefresh: timestamppb.New(testNow.Add(43*time.Minute + 5*time.Second)),
+			Roles:       []string{"Alert.Read.All", "Machine.Isolate"},
+			CacheHits:   42, CacheMisses: 1, IdpRequests: 2,
+		},
+		{
+			Name: "fabrikam", TenantId: "22222222-2222-3333-4444-555555555555", App: "partner",
+			State:       brokerv1.TenantState_TENANT_STATE_DEGRADED,
+			ExpiresAt:   timestamppb.New(testNow.Add(7 * time.Minute)),
+			NextRefresh: timestamppb.New(testNow.Add(-time.Second)),
+			LastError:   "Entra ID unreachable: dial tcp: i/o timeout;\n\tretrying in 30s",
+		},
+		{
+			Name: "northwind", TenantId: "33333333-2222-3333-4444-555555555555", App: "partner",
+			State:       brokerv1.TenantState_TENANT_STATE_FAILED,
+			ExpiresAt:   timestamppb.New(testNow.Add(-2 * time.Minute)),
+			NextRefresh: timestamppb.New(testNow.Add(2*time.Hour + 30*time.Second)),
+			LastError:   "app not consented in tenant northwind (AADSTS700016)",
+		},
+		{Name: "tailspin", App: "other", State: brokerv1.TenantState_TENANT_STATE_PENDING},
+		{Name: "wingtip", TenantId: "55555555-2222-3333-4444-555555555555", App: "other",
+			State: brokerv1.TenantState_TENANT_STATE_NO_CREDENTIAL, LastError: "no credential stored for app other"},
+	}
+}
+
+func TestTenantsTable(t *testing.T) {
+	sock := serve(t, &fakeBroker{tenants: cannedTenants()})
+	r := runCLI(t, "", "--socket", sock, "tenants")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("tenants = %+v", r)
+	}
+	want := "" +
+		"NAME       TENANT ID                             APP      STATE          EXPIRES IN  NEXT REFRESH  LAST ERROR\n" +
+		"contoso    11111111-2222-3333-4444-555555555555  partner  ready          58m12s      43m5s         -\n" +
+		"fabrikam   22222222-2222-3333-4444-555555555555  partner  degraded       7m0s        due           Entra ID unreachable: dial tcp: i/o timeout; retrying in 30s\n" +
+		"northwind  33333333-2222-3333-4444-555555555555  partner  failed         expired     2h0m30s       app not consented in tenant northwind (AADSTS700016)\n" +
+		"tailspin   -                                     other    pending        -           -             -\n" +
+		"wingtip    55555555-2222-3333-4444-555555555555  other    no-credential  -           -             no credential stored for app other\n"
+	if r.stdout != want {
+		t.Errorf("table:\n%s\nwant:\n%s", r.stdout, want)
+	}
+}
+
+func TestTenantsTableEmpty(t *testing.T) {
+	r := runCLI(t, "", "--socket", serve(t, &fakeBroker{}), "tenants", "-o", "table")
+	want := "NAME  TENANT ID  APP  STATE  EXPIRES IN  NEXT REFRESH  LAST ERROR\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("got %+v, want stdout %q", r, want)
+	}
+}
+
+func TestTenantsJSON(t *testing.T) {
+	canned := cannedTenants()
+	sock := serve(t, &fakeBroker{tenants: canned})
+	r := runCLI(t, "", "--socket", sock, "tenants", "--output", "json")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("tenants = %+v", r)
+	}
+	if !strings.HasSuffix(r.stdout, "}\n") || strings.Count(r.stdout, "\n") < 10 {
+		t.Errorf("want multi-line JSON ending in a newline, got:\n%s", r.stdout)
+	}
+
+	var got brokerv1.ListTenantsResponse
+	if err := protojson.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("output is not a ListTenantsResponse: %v\n%s", err, r.stdout)
+	}
+	if !proto.Equal(&got, &brokerv1.ListTenantsResponse{Tenants: canned}) {
+		t.Errorf("round trip differs:\n%s", r.stdout)
+	}
+
+	// The field names scripts rely on: the proto's snake_case names.
+	var doc struct {
+		Tenants []map[string]any `json:"tenants"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	first := doc.Tenants[0]
+	for _, key := range []string{"name", "tenant_id", "app", "state", "expires_at", "next_refresh", "roles", "cache_hits", "cache_misses", "idp_requests"} {
+		if _, ok := first[key]; !ok {
+			t.Errorf("first tenant has no %q field: %v", key, first)
+		}
+	}
+	if first["state"] != "TENANT_STATE_READY" {
+		t.Errorf("state = %v, want TENANT_STATE_READY", first["state"])
+	}
+	if first["expires_at"] != "2026-03-01T12:58:12.300Z" {
+		t.Errorf("expires_at = %v", first["expires_at"])
+	}
+	if _, ok := first["tenantId"]; ok {
+		t.Errorf("camelCase field names in the output")
+	}
+}
+
+func TestTenantsRPCError(t *testing.T) {
+	const msg = "caller uid 1001 may not list tenants"
+	sock := serve(t, &fakeBroker{listErr: status.Error(codes.PermissionDenied, msg)})
+	for _, output := range []string{"table", "json"} {
+		r := runCLI(t, "", "--socket", sock, "tenants", "--output", output)
+		if want := "brokerctl: PermissionDenied: " + msg + "\n"; r.code != exitDenied || r.stderr != want || r.stdout != "" {
+			t.Errorf("--output %s: got %+v, want code 4 and stderr %q", output, r, want)
+		}
+	}
+}
+
+func TestEveryCommandHasExamples(t *testing.T) {
+	c := newCLI(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		if cmd.Name() == "completion" || cmd.Name() == "help" {
+			return // cobra's own
+		}
+		if strings.TrimSpace(cmd.Example) == "" {
+			t.Errorf("%q has no examples", cmd.CommandPath())
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(c.root)
+}
+
+func TestRootHelpDocumentsExitStatus(t *testing.T) {
+	r := runCLI(t, "", "--help")
+	if r.code != 0 {
+		t.Fatalf("--help = %+v", r)
+	}
+	for _, line := range []string{
+		"  0  success",
+		"  1  internal, unknown or other error",
+		"  2  usage error (bad flags or input), or INVALID_ARGUMENT",
+		"  3  NOT_FOUND",
+		"  4  PERMISSION_DENIED or UNAUTHENTICATED",
+		"  5  FAILED_PRECONDITION: a person must act",
+		"  6  UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED, or brokerd is not",
+		"$BROKERD_SOCKET",
+	} {
+		if !strings.Contains(r.stdout, line) {
+			t.Errorf("root help lacks %q", line)
+		}
+	}
+	// The table in the help and exitStatus agree.
+	for code, want := range map[codes.Code]int{
+		codes.OK: 0, codes.Internal: 1, codes.InvalidArgument: 2, codes.NotFound: 3,
+		codes.PermissionDenied: 4, codes.FailedPrecondition: 5, codes.Unavailable: 6,
+	} {
+		if !strings.Contains(exitStatusHelp, "  "+string(rune('0'+want))+"  ") || exitStatus(code) != want {
+			t.Errorf("exit status of %v = %d, want %d", code, exitStatus(code), want)
+		}
+	}
+}
+
+func TestCompletionCommand(t *testing.T) {
+	r := runCLI(t, "", "completion", "bash")
+	if r.code != 0 || !strings.Contains(r.stdout, "brokerctl") {
+		t.Errorf("completion bash: code %d, %d bytes of output", r.code, len(r.stdout))
+	}
+}
+
+func TestTenantFlagCompletion(t *testing.T) {
+	sock := serve(t, &fakeBroker{tenants: cannedTenants()})
+	r := runCLI(t, "", "__complete", "--socket", sock, "get", "--tenant", "")
+	if r.code != 0 || !strings.Contains(r.stdout, "contoso\t11111111-2222-3333-4444-555555555555\n") ||
+		!strings.Contains(r.stdout, "wingtip\t") {
+		t.Errorf("completion of --tenant: %+v", r)
+	}
+	r = runCLI(t, "", "__complete", "--socket", sock, "credential", "set", "--app", "")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "partner\nother\n") {
+		t.Errorf("completion of --app: %+v", r)
+	}
+}
