@@ -51,7 +51,7 @@ type stackConfig struct {
 	extraTOML  string        // appended tenant tables
 }
 
-func newStack(t *testing.T, sc stackConfig) *stack {
+func newStack(t testing.TB, sc stackConfig) *stack {
 	t.Helper()
 	idp, err := entratest.NewServer()
 	if err != nil {
@@ -113,7 +113,7 @@ func newStack(t *testing.T, sc stackConfig) *stack {
 	return &stack{idp: idp, b: b, c: c, store: store, socket: path, logs: logs}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c

@@ -20,8 +20,12 @@ func Listen(path string) (*net.UnixListener, error) {
 	if len(path) > client.MaxSocketPath {
 		return nil, fmt.Errorf("socket path %s is %d bytes; Unix sockets allow at most %d: choose a shorter --socket", path, len(path), client.MaxSocketPath)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the socket directory: %w", err)
+	}
+	if err := checkDir(dir); err != nil {
+		return nil, err
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -59,6 +63,27 @@ func removeStale(path string) error {
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("removing stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkDir refuses a socket directory someone else controls: it must be a
+// real directory owned by this user or root, and if others may write to it,
+// the sticky bit must stop them from replacing the socket.
+func checkDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok {
+		return fmt.Errorf("socket directory %s is not a directory", dir)
+	}
+	if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 {
+		return fmt.Errorf("socket directory %s belongs to uid %d, not to this user (uid %d); refusing to use it", dir, st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("socket directory %s is writable by others (mode %s) without the sticky bit; refusing to use it", dir, fi.Mode().Perm())
 	}
 	return nil
 }

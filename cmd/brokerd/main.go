@@ -103,6 +103,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
 	path, err := client.SocketPath(o.socket)
+	if err != nil && o.dev {
+		// Like `vault server -dev`, dev mode should just start: without
+		// XDG_RUNTIME_DIR, use a private directory under the temp dir.
+		path, err = filepath.Join(os.TempDir(), fmt.Sprintf("brokerd-dev-%d", os.Getuid()), "brokerd.sock"), nil
+		o.socket = path
+	}
 	if err != nil {
 		return err
 	}
