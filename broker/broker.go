@@ -36,6 +36,13 @@ import (
 // caller cycling through scopes cannot grow the broker without limit.
 const maxScopeSets = 16
 
+// The token lifetimes the broker believes. Entra ID issues 60-90 minutes
+// (10 minutes to 24 hours with a token lifetime policy); tests use seconds.
+const (
+	minLifetime = 5 * time.Second
+	maxLifetime = 24 * time.Hour
+)
+
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
 	// Store holds the apps' client secrets, keyed by client id.
@@ -160,31 +167,49 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	return b, nil
 }
 
+// newEntry adds the entry for a scope set. t.mu is held (or t is new).
 func (t *tenant) newEntry(scopes []string) *entry {
-	e := &entry{t: t, scopes: scopes, key: t.id + " " + strings.Join(scopes, " ")}
-	t.entries[scopeKey(scopes)] = e
+	key := scopeKey(scopes)
+	e := &entry{t: t, scopes: scopes, key: t.id + " " + key}
+	t.entries[key] = e
 	return e
 }
 
-func scopeKey(scopes []string) string { return strings.Join(scopes, " ") }
+// scopeKey identifies a scope set whatever the order of its scopes.
+func scopeKey(scopes []string) string { return strings.Join(canonicalScopes(scopes), " ") }
+
+// canonicalScopes is a sorted copy of scopes without duplicates.
+func canonicalScopes(scopes []string) []string {
+	scopes = slices.Clone(scopes)
+	sort.Strings(scopes)
+	return slices.Compact(scopes)
+}
 
 // Start fetches a token for every tenant in the background, at most
 // prefetch_concurrency at a time. It returns at once.
 func (b *Broker) Start() {
-	go func() {
-		sem := make(chan struct{}, b.cfg.PrefetchConcurrency)
-		for _, t := range b.tenants {
-			select {
-			case sem <- struct{}{}:
-			case <-b.stop:
-				return
-			}
-			go func() {
-				defer func() { <-sem }()
-				<-b.flights.DoChan(t.def.key, func() (any, error) { return b.acquire(t.def) })
-			}()
+	entries := make([]*entry, len(b.tenants))
+	for i, t := range b.tenants {
+		entries[i] = t.def
+	}
+	go b.acquireAll(entries)
+}
+
+// acquireAll acquires every entry, at most prefetch_concurrency at a time,
+// until the broker closes.
+func (b *Broker) acquireAll(entries []*entry) {
+	sem := make(chan struct{}, b.cfg.PrefetchConcurrency)
+	for _, e := range entries {
+		select {
+		case sem <- struct{}{}:
+		case <-b.stop:
+			return
 		}
-	}()
+		go func() {
+			defer func() { <-sem }()
+			<-b.flights.DoChan(e.key, func() (any, error) { return b.acquire(e) })
+		}()
+	}
 }
 
 // Close stops all refreshes. Acquisitions in flight finish on their own.
@@ -238,12 +263,22 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 			return nil, err
 		}
 	}
-	if tok := e.tok.Load(); tok != nil && time.Until(tok.ExpiresAt) >= minValid {
+	tok := e.tok.Load()
+	if tok != nil && time.Until(tok.ExpiresAt) >= minValid {
 		e.hits.Add(1)
 		return tok, nil
 	}
 	e.misses.Add(1)
+	if tok != nil && tok.ExpiresAt.Sub(tok.IssuedAt) < minValid {
+		// Even a new token would not do: asking Entra ID again is useless.
+		return nil, errMinValid(e, minValid, tok.ExpiresAt.Sub(tok.IssuedAt))
+	}
 	return b.waitFresh(ctx, e, minValid)
+}
+
+func errMinValid(e *entry, minValid, left time.Duration) *Error {
+	return errorf(KindInvalidArgument, "min_valid %s is longer than a new token for tenant %s has left (%s); Entra ID issues shorter tokens",
+		minValid, e.t.name, left.Round(time.Second))
 }
 
 // waitFresh waits for an acquisition that yields a token with minValid left.
@@ -264,7 +299,7 @@ func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration
 		}
 		tok := r.Val.(*Token)
 		if left := time.Until(tok.ExpiresAt); left < minValid {
-			return nil, errorf(KindInvalidArgument, "min_valid %s is longer than the new token for tenant %s has left (%s); Entra ID issues shorter tokens", minValid, e.t.name, left.Round(time.Second))
+			return nil, errMinValid(e, minValid, left)
 		}
 		return tok, nil
 	}
@@ -280,6 +315,9 @@ func (f *failure) withRetry() *Error {
 func (b *Broker) resolve(name string) (*tenant, error) {
 	if name == "" {
 		return nil, errorf(KindInvalidArgument, "no tenant given: name a configured tenant (by name, tenant id or domain)")
+	}
+	if t := b.lookup[name]; t != nil {
+		return t, nil
 	}
 	if t := b.lookup[strings.ToLower(name)]; t != nil {
 		return t, nil
@@ -306,9 +344,6 @@ func (t *tenant) entryFor(scopes []string) (*entry, error) {
 			return nil, &Error{Kind: KindInvalidArgument, Msg: err.Error()}
 		}
 	}
-	scopes = slices.Clone(scopes)
-	sort.Strings(scopes)
-	scopes = slices.Compact(scopes)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e := t.entries[scopeKey(scopes)]; e != nil {
@@ -317,7 +352,7 @@ func (t *tenant) entryFor(scopes []string) (*entry, error) {
 	if len(t.entries) >= maxScopeSets {
 		return nil, errorf(KindInvalidArgument, "tenant %s already has %d scope sets; the broker keeps at most %d per tenant", t.name, len(t.entries), maxScopeSets)
 	}
-	return t.newEntry(scopes), nil
+	return t.newEntry(canonicalScopes(scopes)), nil
 }
 
 // acquire makes one token request to Entra ID for e and schedules the
@@ -391,8 +426,10 @@ func (b *Broker) requestToken(e *entry) (*Token, *Error) {
 		return nil, &Error{Kind: KindUnavailable, Transient: true,
 			Msg: fmt.Sprintf("Entra ID returned a token for tenant %q when tenant %s (%s) was requested; refused", c.TenantID, t.name, t.id)}
 	}
-	if !res.ExpiresOn.After(issued) {
-		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("Entra ID returned an already expired token for tenant %s", t.name)}
+	if lifetime := res.ExpiresOn.Sub(issued); lifetime < minLifetime || lifetime > maxLifetime {
+		return nil, &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID returned a token for tenant %s with a lifetime of %s (expires_in must be between %s and %s); refused",
+				t.name, lifetime.Round(time.Second), minLifetime, maxLifetime)}
 	}
 	return &Token{
 		AccessToken: res.AccessToken,

@@ -45,26 +45,16 @@ func (b *Broker) SetCredential(ctx context.Context, appName string, secret keyst
 	a.mu.Unlock()
 	b.log.Info("credential stored", "app", a.name, "keystore", b.store.Name(), "verified_with", verified)
 
-	// Every tenant of the app acquires again with the new secret, bounded
-	// like the start-up prefetch.
-	go func() {
-		sem := make(chan struct{}, b.cfg.PrefetchConcurrency)
-		for _, t := range a.tenants {
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem }()
-				t.mu.Lock()
-				entries := make([]*entry, 0, len(t.entries))
-				for _, e := range t.entries {
-					entries = append(entries, e)
-				}
-				t.mu.Unlock()
-				for _, e := range entries {
-					<-b.flights.DoChan(e.key, func() (any, error) { return b.acquire(e) })
-				}
-			}()
+	// Every tenant of the app acquires again with the new secret.
+	var entries []*entry
+	for _, t := range a.tenants {
+		t.mu.Lock()
+		for _, e := range t.entries {
+			entries = append(entries, e)
 		}
-	}()
+		t.mu.Unlock()
+	}
+	go b.acquireAll(entries)
 	return verified, nil
 }
 

@@ -69,8 +69,8 @@ func errorf(kind Kind, format string, args ...any) *Error {
 // about. Codes and meanings are from Microsoft's AADSTS error reference.
 type aadsts struct {
 	kind      Kind
-	what      string // one line: what Entra ID said, in plain words
-	remedy    string // what to do; %[1]s app name, %[2]s client id, %[3]s consent URL, %[4]s tenant id
+	what      string // one line: what Entra ID said, in plain words (same placeholders)
+	remedy    string // what to do; {app}, {client}, {consent} and {tenant} are filled in
 	transient bool
 	// tenantOnly errors are about the tenant (consent, existence), so they
 	// say nothing about whether the credential is good.
@@ -78,32 +78,32 @@ type aadsts struct {
 }
 
 var knownAADSTS = map[int]aadsts{
-	7000215: {KindFailedPrecondition, "Entra ID rejected the client secret of app %[1]s (invalid secret)",
-		"store the secret's Value (not its Secret ID): brokerctl credential set --app %[1]s", false, false},
-	7000222: {KindFailedPrecondition, "the client secret of app %[1]s has expired",
-		"create a new secret for app %[2]s in Entra ID, then: brokerctl credential set --app %[1]s", false, false},
-	7000218: {KindFailedPrecondition, "Entra ID received no client secret for app %[1]s",
-		"brokerctl credential set --app %[1]s", false, false},
-	7000112: {KindFailedPrecondition, "app %[2]s is disabled in tenant %[4]s",
+	7000215: {KindFailedPrecondition, "Entra ID rejected the client secret of app {app} (invalid secret)",
+		"store the secret's Value (not its Secret ID): brokerctl credential set --app {app}", false, false},
+	7000222: {KindFailedPrecondition, "the client secret of app {app} has expired",
+		"create a new secret for app {client} in Entra ID, then: brokerctl credential set --app {app}", false, false},
+	7000218: {KindFailedPrecondition, "Entra ID received no client secret for app {app}",
+		"brokerctl credential set --app {app}", false, false},
+	7000112: {KindFailedPrecondition, "app {client} is disabled in tenant {tenant}",
 		"ask the tenant's administrator to re-enable the app's service principal", false, true},
-	700016: {KindFailedPrecondition, "app %[2]s is not registered or not consented in tenant %[4]s",
-		"a Global Administrator of the tenant must grant admin consent: %[3]s", false, true},
-	65001: {KindFailedPrecondition, "app %[2]s lacks consent in tenant %[4]s",
-		"a Global Administrator of the tenant must grant admin consent: %[3]s", false, true},
-	500011: {KindFailedPrecondition, "the resource of the requested scope is not available in tenant %[4]s",
-		"check the scope, and that the tenant has the service (e.g. Defender for Endpoint) and has consented: %[3]s", false, true},
-	90002: {KindNotFound, "Entra ID has no tenant %[4]s",
+	700016: {KindFailedPrecondition, "app {client} is not registered or not consented in tenant {tenant}",
+		"a Global Administrator of the tenant must grant admin consent: {consent}", false, true},
+	65001: {KindFailedPrecondition, "app {client} lacks consent in tenant {tenant}",
+		"a Global Administrator of the tenant must grant admin consent: {consent}", false, true},
+	500011: {KindFailedPrecondition, "the resource of the requested scope is not available in tenant {tenant}",
+		"check the scope, and that the tenant has the service (e.g. Defender for Endpoint) and has consented: {consent}", false, true},
+	90002: {KindNotFound, "Entra ID has no tenant {tenant}",
 		"check the tenant id in the configuration", false, true},
-	900023: {KindNotFound, "%[4]s is not a valid tenant",
+	900023: {KindNotFound, "{tenant} is not a valid tenant",
 		"check the tenant id in the configuration", false, true},
-	90072: {KindFailedPrecondition, "app %[2]s is not in tenant %[4]s",
-		"grant admin consent in the tenant: %[3]s", false, true},
+	90072: {KindFailedPrecondition, "app {client} is not in tenant {tenant}",
+		"grant admin consent in the tenant: {consent}", false, true},
 	70011: {KindInvalidArgument, "Entra ID rejected the requested scope",
 		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
 	1002012: {KindInvalidArgument, "Entra ID rejected the requested scope",
 		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
-	700027: {KindFailedPrecondition, "Entra ID rejected the client assertion of app %[1]s",
-		"brokerctl credential set --app %[1]s", false, false},
+	700027: {KindFailedPrecondition, "Entra ID rejected the client assertion of app {app}",
+		"brokerctl credential set --app {app}", false, false},
 	50196: {KindUnavailable, "Entra ID is throttling this app (loop detected)", "the broker backs off", true, false},
 	50000: {KindUnavailable, "Entra ID had an internal error", "the broker retries with backoff", true, false},
 }
@@ -152,9 +152,9 @@ func classifyReply(resp *http.Response, c idpContext) *Error {
 		e.AADSTS = ee.Codes[0]
 	}
 	if k, ok := knownAADSTS[e.AADSTS]; ok {
-		args := []any{c.app, c.clientID, c.consentURL, c.tenantID}
+		r := strings.NewReplacer("{app}", c.app, "{client}", c.clientID, "{consent}", c.consentURL, "{tenant}", c.tenantID)
 		e.Kind, e.Transient, e.TenantOnly = k.kind, k.transient, k.tenantOnly
-		e.Msg = fmt.Sprintf("AADSTS%d: %s; %s", e.AADSTS, fmt.Sprintf(k.what, args...), fmt.Sprintf(k.remedy, args...))
+		e.Msg = fmt.Sprintf("AADSTS%d: %s; %s", e.AADSTS, r.Replace(k.what), r.Replace(k.remedy))
 		return e
 	}
 	what := fmt.Sprintf("Entra ID answered HTTP %d", resp.StatusCode)
