@@ -63,9 +63,11 @@ type Broker struct {
 	http    *http.Client
 	log     *slog.Logger
 	apps    map[string]*app
-	tenants []*tenant          // sorted by name
-	lookup  map[string]*tenant // lower-case name, id and domains
-	flights singleflight.Group
+	tenants []*tenant // sorted by name
+	// defaultAccess decides for names that match no tenant.
+	defaultAccess *Access
+	lookup        map[string]*tenant // lower-case name, id and domains
+	flights       singleflight.Group
 
 	closed   atomic.Bool
 	stop     chan struct{}
@@ -91,6 +93,7 @@ type tenant struct {
 	id      string
 	domains []string
 	app     *app
+	access  *Access
 
 	mu        sync.Mutex
 	client    *confidential.Client // built for credential generation clientGen
@@ -130,6 +133,9 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	if opts.Store == nil {
 		return nil, errors.New("broker: no keystore")
 	}
+	if cfg.access == nil {
+		return nil, errors.New("broker: configuration not validated (call Config.Validate)")
+	}
 	b := &Broker{
 		cfg:    cfg,
 		store:  opts.Store,
@@ -138,6 +144,8 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		apps:   map[string]*app{},
 		lookup: map[string]*tenant{},
 		stop:   make(chan struct{}),
+
+		defaultAccess: cfg.access,
 	}
 	if b.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -156,7 +164,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		if a == nil {
 			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", name, tc.App)
 		}
-		t := &tenant{name: name, id: tc.ID, domains: tc.Domains, app: a, entries: map[string]*entry{}}
+		t := &tenant{name: name, id: tc.ID, domains: tc.Domains, app: a, access: tc.access, entries: map[string]*entry{}}
 		t.def = t.newEntry(a.scopes)
 		a.tenants = append(a.tenants, t)
 		b.tenants = append(b.tenants, t)

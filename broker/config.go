@@ -43,10 +43,15 @@ type Config struct {
 	IdPTimeout Duration `toml:"idp_timeout"`
 	// PrefetchConcurrency bounds the token requests made at start-up.
 	PrefetchConcurrency int `toml:"prefetch_concurrency"`
+	// AccessLists at the top level are the default for tenants that set
+	// none. With none anywhere, only the daemon's uid and root get tokens.
+	AccessLists
 	// Apps are the Entra ID app registrations, by name.
 	Apps map[string]*App `toml:"apps"`
 	// Tenants are the customer tenants, by name.
 	Tenants map[string]*Tenant `toml:"tenants"`
+
+	access *Access // resolved top-level lists
 }
 
 // App is one (multi-tenant) Entra ID app registration.
@@ -66,6 +71,11 @@ type Tenant struct {
 	// Domains are the tenant's verified domains (e.g.
 	// contoso.onmicrosoft.com), accepted by GetToken in place of the name.
 	Domains []string `toml:"domains"`
+	// AccessLists say who may get this tenant's tokens; when empty, the
+	// top-level lists apply.
+	AccessLists
+
+	access *Access // resolved lists that apply to this tenant
 }
 
 // Duration is a time.Duration written in TOML as a string such as "15m".
@@ -192,6 +202,13 @@ func (c *Config) Validate() error {
 	case c.PrefetchConcurrency < 0 || c.PrefetchConcurrency > 1024:
 		return badKey("prefetch_concurrency", "%d is out of range (1 to 1024)", c.PrefetchConcurrency)
 	}
+	source := "the default (only the daemon's uid and root)"
+	if !c.AccessLists.empty() {
+		source = "the top-level allow lists"
+	}
+	if c.access, err = c.AccessLists.resolve("", source); err != nil {
+		return err
+	}
 	if len(c.Apps) == 0 {
 		return badKey("apps", "no app is configured; add an [apps.NAME] table with client_id")
 	}
@@ -262,6 +279,12 @@ func (c *Config) Validate() error {
 		}
 		if err := claim(t.ID, name, key+".id"); err != nil {
 			return err
+		}
+		t.access = c.access
+		if !t.AccessLists.empty() {
+			if t.access, err = t.AccessLists.resolve(key, key+" allow lists"); err != nil {
+				return err
+			}
 		}
 		for i, d := range t.Domains {
 			d = strings.ToLower(d)

@@ -117,3 +117,36 @@ func TestValidateScope(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigAccessLists(t *testing.T) {
+	const doc = `allow_users = ["nobody"]
+[apps.partner]
+client_id = "00000000-0000-0000-0000-000000000000"
+[tenants.contoso]
+id = "11111111-1111-1111-1111-111111111111"
+allow_uids = [4242]
+allow_groups = ["root"]
+[tenants.fabrikam]
+id = "22222222-2222-2222-2222-222222222222"
+`
+	c, err := ParseConfig("c.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Tenants["contoso"].access; len(a.UIDs) != 1 || a.UIDs[0] != 4242 || len(a.GIDs) != 1 || a.GIDs[0] != 0 || a.Source != "tenants.contoso allow lists" {
+		t.Errorf("contoso access = %+v", a)
+	}
+	if a := c.Tenants["fabrikam"].access; a != c.access || len(a.UIDs) != 1 || a.UIDs[0] != 65534 {
+		t.Errorf("fabrikam does not inherit the top-level list: %+v", a)
+	}
+
+	for _, tt := range []struct{ doc, want string }{
+		{"allow_users = [\"no-such-user-xyz\"]\n" + doc[len("allow_users = [\"nobody\"]\n"):], `c.toml:1: allow_users: no user "no-such-user-xyz"`},
+		{doc + "allow_groups = [\"no-such-group-xyz\"]\n", `c.toml:10: tenants.fabrikam.allow_groups: no group "no-such-group-xyz"`},
+		{doc + "allow_uids = [-1]\n", `tenants.fabrikam.allow_uids: -1 is not a uid`},
+	} {
+		if _, err := ParseConfig("c.toml", []byte(tt.doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %v, want %q", err, tt.want)
+		}
+	}
+}

@@ -95,7 +95,7 @@ func newStack(t testing.TB, sc stackConfig) *stack {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "brokerd.sock")
-	l, err := server.Listen(path)
+	l, err := server.Listen(path, server.OwnerOnly)
 	if err != nil {
 		t.Fatal(err)
 	}

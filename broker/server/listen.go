@@ -12,17 +12,33 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker/client"
 )
 
-// Listen creates the Unix socket at path: its directory is created 0700 if
-// missing, the socket is made 0600. A stale socket (nobody answers) is
+// OwnerOnly is the gid argument of Listen for a socket only its owner may
+// use.
+const OwnerOnly = -1
+
+// Listen creates the Unix socket at path. With gid OwnerOnly the socket is
+// 0600 and a directory Listen creates is 0700; with a group id, the socket
+// is 0660 and such a directory 0750, both of that group (shared-socket
+// mode for a system daemon). An existing directory keeps its mode but must
+// not be controlled by another user. A stale socket (nobody answers) is
 // removed; a socket a live daemon answers on, or a path that is not a
 // socket, is an error and is left alone.
-func Listen(path string) (*net.UnixListener, error) {
+func Listen(path string, gid int) (*net.UnixListener, error) {
 	if len(path) > client.MaxSocketPath {
 		return nil, fmt.Errorf("socket path %s is %d bytes; Unix sockets allow at most %d: choose a shorter --socket", path, len(path), client.MaxSocketPath)
 	}
+	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
+	if gid != OwnerOnly {
+		dirMode, sockMode = 0o750, 0o660
+	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the socket directory: %w", err)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return nil, fmt.Errorf("creating the socket directory: %w", err)
+		}
+		if err := setMode(dir, dirMode, gid); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkDir(dir); err != nil {
 		return nil, err
@@ -34,11 +50,24 @@ func Listen(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := setMode(path, sockMode, gid); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("restricting %s to its owner: %w", path, err)
+		return nil, err
 	}
 	return l, nil
+}
+
+// setMode sets a path's permissions and, unless gid is OwnerOnly, its group.
+func setMode(path string, mode os.FileMode, gid int) error {
+	if gid != OwnerOnly {
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fmt.Errorf("giving %s to group %d: %w", path, gid, err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("setting the mode of %s: %w", path, err)
+	}
+	return nil
 }
 
 // removeStale removes a socket file nobody answers on.

@@ -22,7 +22,7 @@ func shortDir(t *testing.T) string {
 
 func TestListenPermissions(t *testing.T) {
 	path := filepath.Join(shortDir(t), "new", "b.sock")
-	l, err := server.Listen(path)
+	l, err := server.Listen(path, server.OwnerOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestListenRefusals(t *testing.T) {
 	dir := shortDir(t)
 
 	live := filepath.Join(dir, "live.sock")
-	l, err := server.Listen(live)
+	l, err := server.Listen(live, server.OwnerOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestListenRefusals(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if _, err := server.Listen(live); err == nil || !strings.Contains(err.Error(), "already serving") {
+	if _, err := server.Listen(live, server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "already serving") {
 		t.Errorf("second Listen on a live socket: %v", err)
 	}
 	if _, err := os.Stat(live); err != nil {
@@ -67,7 +67,7 @@ func TestListenRefusals(t *testing.T) {
 	if err := os.WriteFile(file, []byte("keep"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.Listen(file); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := server.Listen(file, server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen on a regular file: %v", err)
 	}
 	if b, _ := os.ReadFile(file); string(b) != "keep" {
@@ -75,7 +75,7 @@ func TestListenRefusals(t *testing.T) {
 	}
 
 	long := filepath.Join(dir, strings.Repeat("x", 120))
-	if _, err := server.Listen(long); err == nil || !strings.Contains(err.Error(), "bytes") {
+	if _, err := server.Listen(long, server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "bytes") {
 		t.Errorf("Listen on a long path: %v", err)
 	}
 
@@ -84,7 +84,7 @@ func TestListenRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(open, 0o777)
-	if _, err := server.Listen(filepath.Join(open, "b.sock")); err == nil || !strings.Contains(err.Error(), "writable by others") {
+	if _, err := server.Listen(filepath.Join(open, "b.sock"), server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "writable by others") {
 		t.Errorf("Listen in a world-writable directory: %v", err)
 	}
 }
@@ -97,7 +97,7 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 	}
 	ul.SetUnlinkOnClose(false)
 	ul.Close() // the file stays; nobody answers
-	l, err := server.Listen(path)
+	l, err := server.Listen(path, server.OwnerOnly)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}

@@ -3,16 +3,20 @@
 // socket, and turns the core's errors into gRPC statuses in one place
 // (toStatus).
 //
-// Security role: the socket it listens on is the daemon's only door. Listen
-// creates it owner-only (directory 0700, socket 0600) and never unlinks a
-// socket a live daemon answers on. No handler returns or logs a secret or a
-// token other than the one GetToken hands its caller.
+// Security role: it is the daemon's only door. Listen creates the socket
+// owner-only (directory 0700, socket 0600) or shared with one group (0750,
+// 0660), and never unlinks a socket a live daemon answers on. Every
+// connection carries its caller's kernel-verified uid, gid, groups and pid
+// (SO_PEERCRED, SO_PEERGROUPS) as gRPC AuthInfo; one authorizer decides and
+// audits every BrokerService call from them. No handler returns or logs a
+// secret, or a token other than the one GetToken hands its caller.
 package server
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,27 +32,50 @@ import (
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
-// New returns a gRPC server with BrokerService over b, the health service
-// (SERVING) and reflection registered.
-func New(b *broker.Broker, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+// Server serves the broker on Unix sockets.
+type Server struct {
+	gs  *grpc.Server
+	log *slog.Logger
+}
+
+// New returns a server with BrokerService over b, the health service
+// (SERVING) and reflection. Every connection is identified by its peer
+// credentials and every BrokerService call authorized and audited on log.
+func New(b *broker.Broker, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	gs := grpc.NewServer(opts...)
-	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, log: log})
+	az := &authorizer{b: b, audit: log}
+	gs := grpc.NewServer(
+		grpc.Creds(peerCreds{}),
+		grpc.ChainUnaryInterceptor(az.unary),
+		grpc.ChainStreamInterceptor(az.stream),
+	)
+	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(brokerv1.BrokerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	return gs
+	return &Server{gs: gs, log: log}
 }
+
+// Serve accepts connections on l (a Unix socket listener) until Stop or
+// GracefulStop.
+func (s *Server) Serve(l net.Listener) error {
+	return s.gs.Serve(&peerListener{Listener: l, log: s.log})
+}
+
+// GracefulStop stops accepting and waits for calls in progress.
+func (s *Server) GracefulStop() { s.gs.GracefulStop() }
+
+// Stop closes every connection at once.
+func (s *Server) Stop() { s.gs.Stop() }
 
 // service implements brokerv1.BrokerServiceServer over the core.
 type service struct {
 	brokerv1.UnimplementedBrokerServiceServer
-	b   *broker.Broker
-	log *slog.Logger
+	b *broker.Broker
 }
 
 func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
@@ -74,10 +101,14 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	}, nil
 }
 
-func (s *service) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
+func (s *service) ListTenants(ctx context.Context, _ *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
+	p := peerOf(ctx)
 	list := s.b.ListTenants()
 	resp := &brokerv1.ListTenantsResponse{Tenants: make([]*brokerv1.TenantStatus, 0, len(list))}
 	for _, t := range list {
+		if _, allowed, _ := s.b.Authorize(p.Caller, t.Name); !allowed {
+			continue
+		}
 		resp.Tenants = append(resp.Tenants, &brokerv1.TenantStatus{
 			Name:        t.Name,
 			TenantId:    t.TenantID,

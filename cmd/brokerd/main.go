@@ -13,12 +13,15 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/client"
@@ -40,8 +43,12 @@ Examples:
   # Run with a configuration, on the default socket.
   brokerd --config ~/.config/tokenbroker/brokerd.toml
 
-  # Run on an explicit socket with debug logs.
-  brokerd --config /etc/tokenbroker/brokerd.toml --socket /run/brokerd/brokerd.sock --log-level debug
+  # A system daemon whose socket members of group brokerd may open (the
+  # tenants' allow lists still decide who gets which token).
+  brokerd --config /etc/tokenbroker/brokerd.toml --socket /run/brokerd/brokerd.sock --socket-group brokerd
+
+  # Debug logs (never secrets or tokens).
+  brokerd --dev --log-level debug
 
 Socket: --socket, else $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock
 (/run/brokerd/brokerd.sock for root without XDG_RUNTIME_DIR).
@@ -62,10 +69,11 @@ func main() {
 
 // options are brokerd's command-line flags.
 type options struct {
-	config   string
-	socket   string
-	dev      bool
-	logLevel slog.Level
+	config      string
+	socket      string
+	socketGroup string
+	dev         bool
+	logLevel    slog.Level
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -77,7 +85,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.config, "config", "", "configuration file (default "+defaultConfig()+")")
-	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket below)")
+	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket above)")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "share the socket with this group (name or gid): socket 0660, directory 0750;\nwithout it the socket is 0600 in a 0700 directory")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -101,9 +110,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	// Like ssh-agent: other processes of the same user may not ptrace
+	// brokerd or read its memory (where secrets and tokens live) through
+	// /proc, and no core dump is written.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("making the process non-dumpable: %w", err)
+	}
+	gid, err := socketGroup(o.socketGroup)
+	if err != nil {
+		return err
+	}
 
 	path, err := client.SocketPath(o.socket)
-	if err != nil && o.dev {
+	if err != nil && o.dev && o.socket == "" && os.Getenv("BROKERD_SOCKET") == "" {
 		// Like `vault server -dev`, dev mode should just start: without
 		// XDG_RUNTIME_DIR, use a private directory under the temp dir.
 		path, err = filepath.Join(os.TempDir(), fmt.Sprintf("brokerd-dev-%d", os.Getuid()), "brokerd.sock"), nil
@@ -138,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	l, activated, err := listen(path)
+	l, activated, err := listen(path, gid)
 	if err != nil {
 		return err
 	}
@@ -175,14 +194,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // listen returns the socket systemd passed (socket activation: the .socket
 // unit owns the path and its permissions), or creates one at path.
-func listen(path string) (net.Listener, bool, error) {
+func listen(path string, gid int) (net.Listener, bool, error) {
 	ls, err := activation.Listeners()
 	if err != nil {
 		return nil, false, fmt.Errorf("socket activation: %w", err)
 	}
 	switch len(ls) {
 	case 0:
-		l, err := server.Listen(path)
+		l, err := server.Listen(path, gid)
 		return l, false, err
 	case 1:
 		if ls[0] == nil || ls[0].Addr().Network() != "unix" {
@@ -192,6 +211,24 @@ func listen(path string) (net.Listener, bool, error) {
 	default:
 		return nil, false, fmt.Errorf("socket activation: %d sockets passed, want 1", len(ls))
 	}
+}
+
+// socketGroup resolves --socket-group (a name or a gid).
+func socketGroup(name string) (int, error) {
+	if name == "" {
+		return server.OwnerOnly, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if g, err = user.LookupGroupId(name); err != nil {
+			return 0, fmt.Errorf("--socket-group: no group %q on this system", name)
+		}
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("--socket-group: group %q has gid %q", name, g.Gid)
+	}
+	return gid, nil
 }
 
 // loadConfig reads --config, or the default location when it is empty.

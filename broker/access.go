@@ -1,0 +1,121 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Caller is who is calling, as the kernel reported it for the connection
+// (SO_PEERCRED, SO_PEERGROUPS).
+type Caller struct {
+	UID, GID uint32
+	// Groups are the caller's supplementary groups.
+	Groups []uint32
+	PID    int32
+}
+
+// Access is an allow list: the uids and gids that may get a tenant's
+// tokens. The daemon's own uid and root are always allowed: they can read
+// the credential itself.
+type Access struct {
+	// Source names the configuration that produced the list, for audit
+	// reasons ("tenants.contoso", "top level", "default").
+	Source string
+	UIDs   []uint32
+	GIDs   []uint32
+}
+
+// AccessLists are the allow_* keys of the top level or a tenant.
+type AccessLists struct {
+	// AllowUIDs are numeric user ids.
+	AllowUIDs []int64 `toml:"allow_uids"`
+	// AllowUsers are user names, resolved when the configuration loads.
+	AllowUsers []string `toml:"allow_users"`
+	// AllowGroups are group names, resolved when the configuration loads;
+	// a caller whose primary or supplementary group is listed is allowed.
+	AllowGroups []string `toml:"allow_groups"`
+}
+
+func (l AccessLists) empty() bool {
+	return len(l.AllowUIDs) == 0 && len(l.AllowUsers) == 0 && len(l.AllowGroups) == 0
+}
+
+// resolve turns names into ids. key prefixes error keys ("" or "tenants.x").
+func (l AccessLists) resolve(key, source string) (*Access, error) {
+	k := func(name string) string {
+		if key == "" {
+			return name
+		}
+		return key + "." + name
+	}
+	a := &Access{Source: source}
+	for _, id := range l.AllowUIDs {
+		if id < 0 || id > 1<<32-2 {
+			return nil, badKey(k("allow_uids"), "%d is not a uid", id)
+		}
+		a.UIDs = append(a.UIDs, uint32(id))
+	}
+	for _, name := range l.AllowUsers {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, badKey(k("allow_users"), "no user %q on this system", name)
+		}
+		id, _ := strconv.ParseUint(u.Uid, 10, 32)
+		a.UIDs = append(a.UIDs, uint32(id))
+	}
+	for _, name := range l.AllowGroups {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return nil, badKey(k("allow_groups"), "no group %q on this system", name)
+		}
+		id, _ := strconv.ParseUint(g.Gid, 10, 32)
+		a.GIDs = append(a.GIDs, uint32(id))
+	}
+	return a, nil
+}
+
+// Allows reports whether c may get tokens under a, and why.
+func (a *Access) Allows(c Caller) (bool, string) {
+	switch {
+	case c.UID == 0:
+		return true, "root"
+	case c.UID == uint32(os.Getuid()):
+		return true, "the daemon's own uid"
+	case slices.Contains(a.UIDs, c.UID):
+		return true, fmt.Sprintf("uid %d is allowed by %s", c.UID, a.Source)
+	case slices.Contains(a.GIDs, c.GID):
+		return true, fmt.Sprintf("gid %d is allowed by %s", c.GID, a.Source)
+	}
+	for _, g := range c.Groups {
+		if slices.Contains(a.GIDs, g) {
+			return true, fmt.Sprintf("group %d is allowed by %s", g, a.Source)
+		}
+	}
+	return false, fmt.Sprintf("uid %d is not allowed by %s", c.UID, a.Source)
+}
+
+// IsAdmin reports whether c may administer the daemon (set credentials):
+// only the daemon's own uid and root.
+func IsAdmin(c Caller) bool { return c.UID == 0 || c.UID == uint32(os.Getuid()) }
+
+// Authorize decides whether c may get tokens for the tenant named by
+// name (name, id or domain). It returns the tenant's configured name, or
+// name itself when no tenant matches; an unknown tenant is allowed only to
+// callers the top-level list allows, so that others learn nothing about
+// which tenants exist.
+func (b *Broker) Authorize(c Caller, name string) (tenant string, allowed bool, reason string) {
+	t := b.lookup[name]
+	if t == nil {
+		t = b.lookup[strings.ToLower(name)]
+	}
+	if t == nil {
+		ok, why := b.defaultAccess.Allows(c)
+		return name, ok, "unknown tenant; " + why
+	}
+	ok, why := t.access.Allows(c)
+	return t.name, ok, why
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"path"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/broker"
+	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
+)
+
+// authorizer is the one place that decides who may call what, from the
+// caller's kernel-verified identity, and writes the audit log.
+//
+//   - GetToken: the tenant's allow lists (broker.Authorize). A decision is
+//     made, and audited, once per connection and tenant; later calls on the
+//     same connection reuse it, since the caller cannot change.
+//   - SetCredential: the daemon's own uid and root only.
+//   - ListTenants: anyone connected; the handler lists only the tenants the
+//     caller may get tokens for.
+//   - grpc.health.v1 and reflection: anyone; they carry no tenant data.
+//   - Any other BrokerService method, unary or stream: denied (fail closed).
+type authorizer struct {
+	b     *broker.Broker
+	audit *slog.Logger
+}
+
+const brokerService = "/" + "broker.v1.BrokerService/"
+
+func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := a.authorize(ctx, info.FullMethod, req); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := a.authorize(ss.Context(), info.FullMethod, nil); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+func (a *authorizer) authorize(ctx context.Context, method string, req any) error {
+	if len(method) < len(brokerService) || method[:len(brokerService)] != brokerService {
+		return nil // health, reflection
+	}
+	p := peerOf(ctx)
+	if p == nil {
+		return status.Error(codes.PermissionDenied, "the caller's credentials are unknown")
+	}
+	rpc := path.Base(method)
+	switch r := req.(type) {
+	case *brokerv1.GetTokenRequest:
+		asked := r.GetTenant()
+		if allowed, ok := p.decision(asked); ok {
+			return deny(allowed, p, asked)
+		}
+		tenant, allowed, reason := a.b.Authorize(p.Caller, asked)
+		p.remember(asked, allowed)
+		a.log(rpc, tenant, p, allowed, reason)
+		return deny(allowed, p, asked)
+	case *brokerv1.SetCredentialRequest:
+		allowed, reason := broker.IsAdmin(p.Caller), "administration is for the daemon's uid and root"
+		a.log(rpc, "", p, allowed, reason)
+		if !allowed {
+			return status.Errorf(codes.PermissionDenied, "uid %d may not call %s: only the daemon's uid and root may", p.Caller.UID, rpc)
+		}
+		return nil
+	case *brokerv1.ListTenantsRequest:
+		a.log(rpc, "", p, true, "lists only the tenants the caller may use")
+		return nil
+	default:
+		a.log(rpc, "", p, false, "no policy for this method")
+		return status.Errorf(codes.PermissionDenied, "uid %d may not call %s", p.Caller.UID, rpc)
+	}
+}
+
+func deny(allowed bool, p *Peer, tenant string) error {
+	if allowed {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "uid %d may not get tokens for tenant %q", p.Caller.UID, tenant)
+}
+
+// log writes one audit line. It never carries a token or a secret.
+func (a *authorizer) log(rpc, tenant string, p *Peer, allowed bool, reason string) {
+	a.audit.Info("audit", "rpc", rpc, "tenant", tenant, "uid", p.Caller.UID, "gid", p.Caller.GID,
+		"pid", p.Caller.PID, "exe", p.Exe, "allowed", allowed, "reason", reason)
+}
+
+// peerOf returns the caller of the RPC in ctx.
+func peerOf(ctx context.Context) *Peer {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	p, _ := pr.AuthInfo.(*Peer)
+	return p
+}
