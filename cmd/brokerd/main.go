@@ -56,14 +56,20 @@ Socket: --socket, else $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.so
 Flags:
 `
 
+// errUsage is a command-line mistake that has already been reported with
+// the usage; brokerd exits 2, like the flag package.
+var errUsage = errors.New("usage")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "brokerd:", err)
-			os.Exit(1)
-		}
+	switch err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "brokerd:", err)
+		os.Exit(1)
 	}
 }
 
@@ -76,25 +82,34 @@ type options struct {
 	logLevel    slog.Level
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("brokerd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+	// Errors and help are printed below, not by the flag package.
+	fs.SetOutput(io.Discard)
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, usage)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	fs.StringVar(&o.config, "config", "", "configuration file (default "+defaultConfig()+")")
 	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket above)")
 	fs.StringVar(&o.socketGroup, "socket-group", "", "share the socket with this group (name or gid): socket 0660, directory 0750;\nwithout it the socket is 0600 in a 0700 directory")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "brokerd: %v\n\n", err)
+		printUsage(stderr)
+		return nil, errUsage
 	}
 	if o.dev && o.config != "" {
 		return nil, errors.New("--dev and --config cannot be combined: dev mode uses its own demo configuration")
@@ -105,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 // run is brokerd: it returns when ctx is cancelled (SIGINT, SIGTERM) after a
 // graceful stop, or with the error that kept it from serving.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -121,16 +136,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	path, err := client.SocketPath(o.socket)
-	if err != nil && o.dev && o.socket == "" && os.Getenv("BROKERD_SOCKET") == "" {
-		// Like `vault server -dev`, dev mode should just start: without
-		// XDG_RUNTIME_DIR, use a private directory under the temp dir.
-		path, err = filepath.Join(os.TempDir(), fmt.Sprintf("brokerd-dev-%d", os.Getuid()), "brokerd.sock"), nil
-		o.socket = path
-	}
-	if err != nil {
-		return err
-	}
 	var (
 		cfg  *broker.Config
 		bopt broker.Options
@@ -157,11 +162,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	l, activated, err := listen(path, gid)
+	l, activated, err := listen(o, gid)
 	if err != nil {
 		return err
 	}
-	path = l.Addr().String()
+	path := l.Addr().String()
 	gs := server.New(b, log)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
@@ -172,7 +177,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("sd_notify READY failed", "error", err)
 	}
 	if o.dev {
-		printDevBanner(stdout, path, o.socket != "" || os.Getenv("BROKERD_SOCKET") != "", cfg.AuthorityHost)
+		// brokerctl needs --socket unless it finds this socket by itself.
+		def, err := client.SocketPath("")
+		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost)
 	}
 
 	select {
@@ -193,16 +200,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // listen returns the socket systemd passed (socket activation: the .socket
-// unit owns the path and its permissions), or creates one at path.
-func listen(path string, gid int) (net.Listener, bool, error) {
+// unit owns the path and its permissions), or creates one where --socket,
+// BROKERD_SOCKET or the default say.
+func listen(o *options, gid int) (net.Listener, bool, error) {
 	ls, err := activation.Listeners()
 	if err != nil {
 		return nil, false, fmt.Errorf("socket activation: %w", err)
 	}
 	switch len(ls) {
 	case 0:
-		l, err := server.Listen(path, gid)
-		return l, false, err
 	case 1:
 		if ls[0] == nil || ls[0].Addr().Network() != "unix" {
 			return nil, false, errors.New("socket activation: the passed socket is not a Unix stream socket (use ListenStream=/path in the .socket unit)")
@@ -211,6 +217,17 @@ func listen(path string, gid int) (net.Listener, bool, error) {
 	default:
 		return nil, false, fmt.Errorf("socket activation: %d sockets passed, want 1", len(ls))
 	}
+	path, err := client.SocketPath(o.socket)
+	if err != nil && o.dev && o.socket == "" && os.Getenv("BROKERD_SOCKET") == "" {
+		// Like `vault server -dev`, dev mode should just start: without
+		// XDG_RUNTIME_DIR, use a private directory under the temp dir.
+		path, err = filepath.Join(os.TempDir(), fmt.Sprintf("brokerd-dev-%d", os.Getuid()), "brokerd.sock"), nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	l, err := server.Listen(path, gid)
+	return l, false, err
 }
 
 // socketGroup resolves --socket-group (a name or a gid).
