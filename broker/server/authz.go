@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path"
+	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -32,18 +34,30 @@ type authorizer struct {
 
 const brokerService = "/" + "broker.v1.BrokerService/"
 
-func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	if err := a.authorize(ctx, info.FullMethod, req); err != nil {
 		return nil, err
 	}
+	defer a.recoverPanic(info.FullMethod, &err)
 	return handler(ctx, req)
 }
 
-func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	if err := a.authorize(ss.Context(), info.FullMethod, nil); err != nil {
 		return err
 	}
+	defer a.recoverPanic(info.FullMethod, &err)
 	return handler(srv, ss)
+}
+
+// recoverPanic turns a handler's panic into INTERNAL instead of a crash
+// that would drop every caller. It logs the panic's type and stack, never
+// its value, which could hold request data.
+func (a *authorizer) recoverPanic(method string, err *error) {
+	if r := recover(); r != nil {
+		a.audit.Error("handler panicked", "rpc", path.Base(method), "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+		*err = status.Error(codes.Internal, "internal error (logged by brokerd)")
+	}
 }
 
 func (a *authorizer) authorize(ctx context.Context, method string, req any) error {

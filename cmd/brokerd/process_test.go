@@ -67,6 +67,11 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// Other users run these binaries in the access tests.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -223,6 +228,7 @@ type result struct {
 	args           []string
 	stdout, stderr string
 	code           int
+	pid            int
 }
 
 func (r result) String() string {
@@ -309,6 +315,13 @@ func (s *session) ctl(stdin string, args ...string) result {
 // ctlAt runs brokerctl --socket socket args with stdin.
 func (s *session) ctlAt(socket, stdin string, args ...string) result {
 	s.t.Helper()
+	return s.ctlAs(nil, socket, stdin, args...)
+}
+
+// ctlAs runs brokerctl --socket socket args with stdin as the user cred
+// (nil: as the test's own user).
+func (s *session) ctlAs(cred *syscall.Credential, socket, stdin string, args ...string) result {
+	s.t.Helper()
 	args = append([]string{"--socket", socket}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*deadline)
 	defer cancel()
@@ -318,12 +331,15 @@ func (s *session) ctlAt(socket, stdin string, args ...string) result {
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
 		s.t.Fatalf("brokerctl %s: %v", strings.Join(args, " "), err)
 	}
-	r := result{args: args, stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+	r := result{args: args, stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode(), pid: cmd.ProcessState.Pid()}
 	if r.code < 0 {
 		s.t.Fatalf("%v: killed (%v)", r, err)
 	}
