@@ -203,11 +203,20 @@ func (b *Broker) Start() {
 	go b.acquireAll(entries)
 }
 
-// acquireAll acquires every entry, at most prefetch_concurrency at a time,
-// until the broker closes.
+// acquireAll acquires every entry, at most prefetch_concurrency at a time
+// and prefetch_rate a second, until the broker closes.
 func (b *Broker) acquireAll(entries []*entry) {
 	sem := make(chan struct{}, b.cfg.PrefetchConcurrency)
-	for _, e := range entries {
+	pace := time.NewTicker(time.Second / time.Duration(b.cfg.PrefetchRate))
+	defer pace.Stop()
+	for i, e := range entries {
+		if i > 0 {
+			select {
+			case <-pace.C:
+			case <-b.stop:
+				return
+			}
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-b.stop:

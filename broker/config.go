@@ -24,6 +24,7 @@ const (
 	DefaultMinValid      = 5 * time.Minute
 	DefaultIdPTimeout    = 30 * time.Second
 	DefaultPrefetch      = 8
+	DefaultPrefetchRate  = 50
 )
 
 // Config is brokerd's configuration file: the apps whose credentials the
@@ -43,6 +44,10 @@ type Config struct {
 	IdPTimeout Duration `toml:"idp_timeout"`
 	// PrefetchConcurrency bounds the token requests made at start-up.
 	PrefetchConcurrency int `toml:"prefetch_concurrency"`
+	// PrefetchRate bounds the token requests per second made at start-up
+	// (and when a credential changes), so that thousands of tenants reach
+	// Entra ID spread out, and so do their later refreshes.
+	PrefetchRate int `toml:"prefetch_rate"`
 	// AccessLists at the top level are the default for tenants that set
 	// none. With none anywhere, only the daemon's uid and root get tokens.
 	AccessLists
@@ -208,6 +213,12 @@ func (c *Config) Validate() error {
 	}
 	if c.access, err = c.AccessLists.resolve("", source); err != nil {
 		return err
+	}
+	switch {
+	case c.PrefetchRate == 0:
+		c.PrefetchRate = DefaultPrefetchRate
+	case c.PrefetchRate < 0 || c.PrefetchRate > 10000:
+		return badKey("prefetch_rate", "%d is out of range (1 to 10000 requests per second)", c.PrefetchRate)
 	}
 	if len(c.Apps) == 0 {
 		return badKey("apps", "no app is configured; add an [apps.NAME] table with client_id")
