@@ -104,6 +104,17 @@ var knownAADSTS = map[int]aadsts{
 		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
 	700027: {KindFailedPrecondition, "Entra ID rejected the client assertion of app {app}",
 		"brokerctl credential set --app {app}", false, false},
+	53003: {KindFailedPrecondition, "a Conditional Access policy of tenant {tenant} blocks app {client}",
+		"ask the tenant's administrator to exclude the app's service principal from the policy", false, true},
+	650052: {KindFailedPrecondition, "tenant {tenant} has not enabled the service the requested scope belongs to",
+		"check that the tenant is licensed for it (e.g. Defender for Endpoint) and has consented: {consent}", false, true},
+	650056: {KindFailedPrecondition, "app {client} has no consented permissions for the requested resource in tenant {tenant}",
+		"add the API permissions to the app and have the tenant's administrator grant consent again: {consent}", false, true},
+	50001: {KindFailedPrecondition, "the resource of the requested scope is not available in tenant {tenant}",
+		"check the scope, and that the tenant has the service and has consented: {consent}", false, true},
+	90038: {KindFailedPrecondition, "tenant {tenant} is in another national cloud",
+		"set authority_host to that cloud's login host (e.g. https://login.microsoftonline.us)", false, true},
+	90033: {KindUnavailable, "Entra ID had a transient error", "the broker retries with backoff", true, false},
 	50196: {KindUnavailable, "Entra ID is throttling this app (loop detected)", "the broker backs off", true, false},
 	50000: {KindUnavailable, "Entra ID had an internal error", "the broker retries with backoff", true, false},
 }
@@ -127,6 +138,12 @@ func classifyIdPError(err error, c idpContext) *Error {
 	var ce msalerrors.CallErr
 	if errors.As(err, &ce) && ce.Resp != nil {
 		return classifyReply(ce.Resp, c)
+	}
+	var je msalerrors.InvalidJsonErr
+	if errors.As(err, &je) {
+		// A 200 reply MSAL could not use: not JSON, or no expires_in.
+		return &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID (%s) returned an unusable token response: %v", c.host, rootCause(err))}
 	}
 	var cve *tls.CertificateVerificationError
 	var uae x509.UnknownAuthorityError
@@ -155,6 +172,9 @@ func classifyReply(resp *http.Response, c idpContext) *Error {
 		r := strings.NewReplacer("{app}", c.app, "{client}", c.clientID, "{consent}", c.consentURL, "{tenant}", c.tenantID)
 		e.Kind, e.Transient, e.TenantOnly = k.kind, k.transient, k.tenantOnly
 		e.Msg = fmt.Sprintf("AADSTS%d: %s; %s", e.AADSTS, r.Replace(k.what), r.Replace(k.remedy))
+		if k.transient {
+			e.Msg = fmt.Sprintf("AADSTS%d (HTTP %d): %s; %s", e.AADSTS, resp.StatusCode, r.Replace(k.what), r.Replace(k.remedy))
+		}
 		return e
 	}
 	what := fmt.Sprintf("Entra ID answered HTTP %d", resp.StatusCode)

@@ -32,7 +32,7 @@ func TestClassifyKnownCodes(t *testing.T) {
 			if e.AADSTS != code || e.Kind != k.kind || e.Transient != k.transient || e.TenantOnly != k.tenantOnly {
 				t.Errorf("got %+v", e)
 			}
-			if !strings.HasPrefix(e.Msg, fmt.Sprintf("AADSTS%d: ", code)) || strings.Contains(e.Msg, "%!") || strings.Contains(e.Msg, "{") {
+			if !strings.HasPrefix(e.Msg, fmt.Sprintf("AADSTS%d", code)) || strings.Contains(e.Msg, "%!") || strings.Contains(e.Msg, "{") {
 				t.Errorf("message %q", e.Msg)
 			}
 		})
@@ -56,8 +56,8 @@ func TestClassifyOtherReplies(t *testing.T) {
 		retry     time.Duration
 		msg       []string
 	}{
-		{"503 with Retry-After", reply(503, entraBody("temporarily_unavailable", 90033), http.Header{"Retry-After": {"30"}}),
-			KindUnavailable, true, 30 * time.Second, []string{"AADSTS90033", "HTTP 503", "Something happened."}},
+		{"503 with Retry-After", reply(503, entraBody("temporarily_unavailable", 99999), http.Header{"Retry-After": {"30"}}),
+			KindUnavailable, true, 30 * time.Second, []string{"AADSTS99999", "HTTP 503", "Something happened."}},
 		{"429", reply(429, `{"error":"too_many_requests"}`, http.Header{"Retry-After": {"7"}}), KindUnavailable, true, 7 * time.Second, []string{"429", "throttled"}},
 		{"500 non-JSON", reply(500, "<html>oops</html>", nil), KindUnavailable, true, 0, []string{"HTTP 500"}},
 		{"unknown 400 code", reply(400, entraBody("invalid_request", 12345), nil), KindFailedPrecondition, false, 0, []string{"AADSTS12345", "Something happened."}},

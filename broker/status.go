@@ -11,11 +11,14 @@ type State int
 const (
 	// StatePending: no token yet and no failure.
 	StatePending State = iota + 1
-	// StateReady: a valid token is cached and the last acquisition worked.
+	// StateReady: the cached token has at least min_valid left and the
+	// last acquisition worked.
 	StateReady
-	// StateDegraded: the last acquisition failed; a valid token is cached.
+	// StateDegraded: the last acquisition failed; the cached token still
+	// has at least min_valid left and is served.
 	StateDegraded
-	// StateFailed: the last acquisition failed; no valid token is cached.
+	// StateFailed: the last acquisition failed and no token with min_valid
+	// left is cached.
 	StateFailed
 	// StateNoCredential: the tenant's app has no stored credential.
 	StateNoCredential
@@ -55,10 +58,11 @@ func (b *Broker) ListTenants() []TenantStatus {
 		e.mu.Lock()
 		s.NextRefresh = e.nextRefresh
 		e.mu.Unlock()
-		valid := tok != nil && tok.ExpiresAt.After(now)
-		if valid {
+		if tok != nil && tok.ExpiresAt.After(now) {
 			s.ExpiresAt, s.Roles = tok.ExpiresAt, tok.Roles
 		}
+		// Servable: GetToken with the default min_valid answers at once.
+		valid := tok != nil && tok.ExpiresAt.Sub(now) >= time.Duration(b.cfg.MinValid)
 		switch {
 		case f != nil && f.err.Kind == KindFailedPrecondition && t.app.noCredential():
 			s.State, s.LastError = StateNoCredential, f.err.Msg

@@ -49,9 +49,17 @@ type stackConfig struct {
 	secret     string        // stored secret; "" = the right one
 	noPrefetch bool          // leave the cache cold
 	extraTOML  string        // appended tenant tables
+	topTOML    string        // top-level keys (idp_timeout, ...)
 }
 
 func newStack(t testing.TB, sc stackConfig) *stack {
+	t.Helper()
+	return newStackVia(t, sc, nil)
+}
+
+// newStackVia is newStack with the authority host chosen by via, which is
+// given the fake Entra ID's URL (e.g. to put a proxy in front of it).
+func newStackVia(t testing.TB, sc stackConfig, via func(idpURL string) string) *stack {
 	t.Helper()
 	idp, err := entratest.NewServer()
 	if err != nil {
@@ -63,7 +71,11 @@ func newStack(t testing.TB, sc stackConfig) *stack {
 		idp.SetLifetime(sc.lifetime)
 	}
 	var doc strings.Builder
-	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = \"memory\"\n[apps.partner]\nclient_id = %q\n", idp.URL(), clientID)
+	authority := idp.URL()
+	if via != nil {
+		authority = via(authority)
+	}
+	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = \"memory\"\n%s\n[apps.partner]\nclient_id = %q\n", authority, sc.topTOML, clientID)
 	for i := range sc.tenants {
 		idp.AddTenant(entratest.Tenant{ID: tenantID(i), Domains: []string{fmt.Sprintf("tenant%d.onmicrosoft.com", i)}, ConsentedApps: []string{clientID}})
 		fmt.Fprintf(&doc, "[tenants.tenant%d]\nid = %q\napp = \"partner\"\ndomains = [\"tenant%d.onmicrosoft.com\"]\n", i, tenantID(i), i)
@@ -178,7 +190,7 @@ func TestSteadyRefresh(t *testing.T) {
 		minValid = 5 * time.Second
 		run      = 60 * time.Second
 	)
-	s := newStack(t, stackConfig{tenants: tenants, lifetime: lifetime})
+	s := newStack(t, stackConfig{tenants: tenants, lifetime: lifetime, topTOML: fmt.Sprintf("min_valid = %q", minValid)})
 	waitFor(t, "every tenant ready", func() bool {
 		list, err := s.c.ListTenants(ctx(t))
 		if err != nil {

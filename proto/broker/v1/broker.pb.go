@@ -35,11 +35,13 @@ const (
 	TenantState_TENANT_STATE_UNSPECIFIED TenantState = 0
 	// No token has been acquired yet and no attempt has failed.
 	TenantState_TENANT_STATE_PENDING TenantState = 1
-	// A valid token is cached and the last acquisition succeeded.
+	// The cached token has at least the configured min_valid left and the
+	// last acquisition succeeded.
 	TenantState_TENANT_STATE_READY TenantState = 2
-	// The last acquisition failed but a valid token is still cached.
+	// The last acquisition failed, but the cached token still has at least
+	// min_valid left and is served.
 	TenantState_TENANT_STATE_DEGRADED TenantState = 3
-	// The last acquisition failed and no valid token is cached.
+	// The last acquisition failed and no token with min_valid left is cached.
 	TenantState_TENANT_STATE_FAILED TenantState = 4
 	// The tenant's app has no credential stored.
 	TenantState_TENANT_STATE_NO_CREDENTIAL TenantState = 5
