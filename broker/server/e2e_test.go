@@ -220,7 +220,9 @@ func TestSteadyRefresh(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
 				tenant := fmt.Sprintf("tenant%d", (w+i)%tenants)
-				resp, err := s.c.GetToken(ctx(t), tenant, nil, minValid)
+				callCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				resp, err := s.c.GetToken(callCtx, tenant, nil, minValid)
+				cancel()
 				now := time.Now()
 				if err != nil {
 					t.Errorf("%s: %v", tenant, err)
