@@ -18,7 +18,7 @@ import (
 func TestHandlerPanicBecomesInternal(t *testing.T) {
 	var logs strings.Builder
 	a := &authorizer{audit: slog.New(slog.NewTextHandler(&logs, nil))}
-	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}, decisions: map[string]bool{}}})
+	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}}})
 	_, err := a.unary(ctx, &brokerv1.SetCredentialRequest{App: "a", ClientSecret: "panic-secret-value"},
 		&grpc.UnaryServerInfo{FullMethod: brokerService + "SetCredential"},
 		func(context.Context, any) (any, error) { panic("boom: panic-secret-value") })
@@ -33,7 +33,7 @@ func TestHandlerPanicBecomesInternal(t *testing.T) {
 func TestUnknownBrokerMethodDenied(t *testing.T) {
 	var logs strings.Builder
 	a := &authorizer{audit: slog.New(slog.NewTextHandler(&logs, nil))}
-	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}, decisions: map[string]bool{}}})
+	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}}})
 	err := a.stream(nil, fakeStream{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: brokerService + "WatchToken"},
 		func(any, grpc.ServerStream) error { t.Error("handler ran"); return nil })
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(logs.String(), "allowed=false") {

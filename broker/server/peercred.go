@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -59,8 +60,10 @@ type Peer struct {
 	// without ptrace access). Informational: it names, it does not prove.
 	Exe string
 
-	mu        sync.Mutex
-	decisions map[string]bool // GetToken decisions on this connection, by tenant as asked
+	// decisions are the GetToken decisions on this connection, by tenant
+	// as asked (string -> bool); read on every call, so lock-free.
+	decisions sync.Map
+	nDecided  atomic.Int32
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -71,17 +74,17 @@ const maxDecisions = 256
 
 // decision returns the cached decision for a tenant on this connection.
 func (p *Peer) decision(tenant string) (allowed, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	allowed, ok = p.decisions[tenant]
-	return allowed, ok
+	v, ok := p.decisions.Load(tenant)
+	if !ok {
+		return false, false
+	}
+	return v.(bool), true
 }
 
+// remember caches a decision, up to maxDecisions per connection.
 func (p *Peer) remember(tenant string, allowed bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.decisions) < maxDecisions {
-		p.decisions[tenant] = allowed
+	if p.nDecided.Add(1) <= maxDecisions {
+		p.decisions.Store(tenant, allowed)
 	}
 }
 
@@ -116,7 +119,6 @@ func readPeer(c net.Conn) (*Peer, error) {
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
 		Caller:         broker.Caller{UID: cred.Uid, GID: cred.Gid, Groups: groups, PID: cred.Pid},
 		Exe:            exe,
-		decisions:      map[string]bool{},
 	}, nil
 }
 
