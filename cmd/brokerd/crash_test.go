@@ -79,7 +79,9 @@ func TestKillDuringRefreshAndCredentialChange(t *testing.T) {
 	// the verification (which tries the app's first tenant).
 	n := w.idp.TokenRequests(w.tenants["northwind"])
 	done := make(chan result)
-	go func() { done <- s.ctl("new-secret-Q~never-verified-0000000000", "credential", "set", "--app", "partner") }()
+	go func() {
+		done <- s.ctl("new-secret-Q~never-verified-0000000000", "credential", "set", "--app", "partner")
+	}()
 	waitFor(t, "the verification request at the IdP", func() bool {
 		return w.idp.TokenRequests(w.tenants["northwind"]) > n
 	})
