@@ -233,7 +233,9 @@ func (c *cli) call(f func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	err := f(ctx)
-	if err != nil && status.Code(err) == codes.DeadlineExceeded && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// --timeout is the call's only deadline. The server may report it
+	// first (gRPC sends it along), a moment before ctx itself expires.
+	if err != nil && status.Code(err) == codes.DeadlineExceeded {
 		return status.Errorf(codes.DeadlineExceeded, "%s (brokerd did not answer within --timeout %v)",
 			status.Convert(err).Message(), c.timeout)
 	}
