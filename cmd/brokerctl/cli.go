@@ -233,9 +233,10 @@ func (c *cli) call(f func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	err := f(ctx)
-	// --timeout is the call's only deadline. The server may report it
-	// first (gRPC sends it along), a moment before ctx itself expires.
-	if err != nil && status.Code(err) == codes.DeadlineExceeded {
+	// The server may report the deadline (gRPC sends it along) a moment
+	// before ctx itself expires: count that as the timeout too.
+	dl, _ := ctx.Deadline()
+	if err != nil && status.Code(err) == codes.DeadlineExceeded && (ctx.Err() != nil || time.Until(dl) < 100*time.Millisecond) {
 		return status.Errorf(codes.DeadlineExceeded, "%s (brokerd did not answer within --timeout %v)",
 			status.Convert(err).Message(), c.timeout)
 	}
