@@ -237,8 +237,9 @@ func (c *cli) call(f func(ctx context.Context) error) error {
 	// before ctx itself expires: count that as the timeout too.
 	dl, _ := ctx.Deadline()
 	if err != nil && status.Code(err) == codes.DeadlineExceeded && (ctx.Err() != nil || time.Until(dl) < 100*time.Millisecond) {
-		return status.Errorf(codes.DeadlineExceeded, "%s (brokerd did not answer within --timeout %v)",
-			status.Convert(err).Message(), c.timeout)
+		// gRPC's own message here ("context deadline exceeded", a stream
+		// reset) says nothing a user can act on.
+		return status.Errorf(codes.DeadlineExceeded, "brokerd did not answer within --timeout %v (raise --timeout; `brokerctl tenants` shows each tenant's state)", c.timeout)
 	}
 	return err
 }

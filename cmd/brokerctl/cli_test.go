@@ -299,7 +299,7 @@ func TestExitStatusLocalFailures(t *testing.T) {
 		{"not a socket", []string{"--socket", regular, "tenants"}, 2,
 			"brokerctl: InvalidArgument: " + regular + " is not a Unix socket (it is a regular file); point --socket or BROKERD_SOCKET at the socket brokerd listens on\n"},
 		{"timeout", []string{"--socket", slow, "--timeout", "200ms", "get", "--tenant", "contoso"}, 6,
-			"brokerctl: DeadlineExceeded: context deadline exceeded (brokerd did not answer within --timeout 200ms)\n"},
+			"brokerctl: DeadlineExceeded: brokerd did not answer within --timeout 200ms (raise --timeout; `brokerctl tenants` shows each tenant's state)\n"},
 		{"empty token", []string{"--socket", empty, "get", "--tenant", "contoso"}, 1,
 			"brokerctl: brokerd answered without a token\n"},
 	}
