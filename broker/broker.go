@@ -455,6 +455,7 @@ func (b *Broker) requestToken(e *entry) (*Token, *Error) {
 		IssuedAt:    issued,
 		ExpiresAt:   res.ExpiresOn,
 		Roles:       c.Roles,
+		memo:        &memo{},
 	}, nil
 }
 

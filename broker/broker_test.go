@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,5 +176,35 @@ func TestTokenFormatsWithoutValue(t *testing.T) {
 		if strings.Contains(s, tok.AccessToken) || !strings.Contains(s, testTenant) {
 			t.Errorf("formatted token: %s", s)
 		}
+	}
+}
+
+func TestTokenMemoBuildsOnce(t *testing.T) {
+	b, _ := newBroker(t)
+	tok, err := b.GetToken(context.Background(), broker.TokenRequest{Tenant: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var builds atomic.Int32
+	build := func(tk *broker.Token) any { builds.Add(1); return tk.TenantID + "!" }
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			again, err := b.GetToken(context.Background(), broker.TokenRequest{Tenant: "t"})
+			if err != nil || again.Memo(build) != testTenant+"!" {
+				t.Errorf("memo = %v, %v", again.Memo(build), err)
+			}
+		})
+	}
+	wg.Wait()
+	// Racing first callers may each build once; after that, nobody builds.
+	n := builds.Load()
+	for range 100 {
+		if tok.Memo(build) != testTenant+"!" {
+			t.Fatal("memo changed")
+		}
+	}
+	if n < 1 || builds.Load() != n {
+		t.Errorf("built %d times during the race, %d after", n, builds.Load()-n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,28 @@ type Token struct {
 	ExpiresAt time.Time
 	// Roles are the application permissions in the token's roles claim.
 	Roles []string
+
+	memo *memo // the adapter's encoding of the token; see Memo
+}
+
+// memo holds what Token.Memo built. It is behind a pointer so that Token
+// values stay copyable (and print through String).
+type memo struct{ v atomic.Pointer[any] }
+
+// Memo returns build(t), calling build at most about once per token: an
+// adapter can encode a token (e.g. into its wire response) once instead of
+// on every call. build must be a pure function of the token; the result
+// is shared by every caller and must not be modified.
+func (t *Token) Memo(build func(*Token) any) any {
+	if t.memo == nil {
+		return build(t)
+	}
+	if v := t.memo.v.Load(); v != nil {
+		return *v
+	}
+	v := build(t)
+	t.memo.v.CompareAndSwap(nil, &v)
+	return *t.memo.v.Load()
 }
 
 // String describes the token without its value.

@@ -92,13 +92,18 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// Built once per token, not per call; gRPC only reads it.
+	return tok.Memo(tokenResponse).(*brokerv1.GetTokenResponse), nil
+}
+
+func tokenResponse(tok *broker.Token) any {
 	return &brokerv1.GetTokenResponse{
 		AccessToken: tok.AccessToken,
 		TokenType:   "Bearer",
 		ExpiresAt:   timestamppb.New(tok.ExpiresAt),
 		TenantId:    tok.TenantID,
 		Scopes:      tok.Scopes,
-	}, nil
+	}
 }
 
 func (s *service) ListTenants(ctx context.Context, _ *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
