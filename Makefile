@@ -36,8 +36,12 @@ proto-check:
 	diff -r -x '*.proto' $$tmp/proto proto >/dev/null || \
 	{ echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; }
 
+# The benchmark suite (bench/): one Markdown table, every figure measured in
+# the same run as its baseline. About 5 minutes on 2 cores; BENCH_QUICK=1 for
+# a short run, BENCH_* variables and flags as documented in bench/main.go.
+# The Go benchmarks (go test -bench ./broker/server) are for profiling.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench -go $(GO)
 
 clean:
 	rm -rf $(BIN)
