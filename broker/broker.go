@@ -68,6 +68,8 @@ type Broker struct {
 	defaultAccess *Access
 	lookup        map[string]*tenant // lower-case name, id and domains
 	flights       singleflight.Group
+	// idpSlots bounds the token requests in flight (max_idp_requests).
+	idpSlots chan struct{}
 
 	closed   atomic.Bool
 	stop     chan struct{}
@@ -145,6 +147,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		lookup: map[string]*tenant{},
 		stop:   make(chan struct{}),
 
+		idpSlots:      make(chan struct{}, cfg.MaxIdPRequests),
 		defaultAccess: cfg.access,
 	}
 	if b.http == nil {
@@ -415,9 +418,17 @@ func (e *entry) scheduleLocked(b *Broker, at time.Time) {
 	})
 }
 
-// requestToken asks Entra ID for a token and checks the answer.
+// requestToken asks Entra ID for a token and checks the answer. It waits
+// for one of the max_idp_requests slots first; idp_timeout starts once it
+// has one.
 func (b *Broker) requestToken(e *entry) (*Token, *Error) {
 	t := e.t
+	select {
+	case b.idpSlots <- struct{}{}:
+		defer func() { <-b.idpSlots }()
+	case <-b.stop:
+		return nil, errorf(KindUnavailable, "brokerd is shutting down")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(b.cfg.IdPTimeout))
 	defer cancel()
 	client, err := b.client(ctx, t)

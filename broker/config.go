@@ -25,6 +25,7 @@ const (
 	DefaultIdPTimeout    = 30 * time.Second
 	DefaultPrefetch      = 8
 	DefaultPrefetchRate  = 50
+	DefaultMaxInFlight   = 32
 )
 
 // Config is brokerd's configuration file: the apps whose credentials the
@@ -48,6 +49,10 @@ type Config struct {
 	// (and when a credential changes), so that thousands of tenants reach
 	// Entra ID spread out, and so do their later refreshes.
 	PrefetchRate int `toml:"prefetch_rate"`
+	// MaxIdPRequests bounds the token requests in flight to Entra ID at
+	// once, over all tenants: refreshes that fall due together (after a
+	// suspend, say) queue instead of storming the IdP.
+	MaxIdPRequests int `toml:"max_idp_requests"`
 	// AccessLists at the top level are the default for tenants that set
 	// none. With none anywhere, only the daemon's uid and root get tokens.
 	AccessLists
@@ -219,6 +224,12 @@ func (c *Config) Validate() error {
 		c.PrefetchRate = DefaultPrefetchRate
 	case c.PrefetchRate < 0 || c.PrefetchRate > 10000:
 		return badKey("prefetch_rate", "%d is out of range (1 to 10000 requests per second)", c.PrefetchRate)
+	}
+	switch {
+	case c.MaxIdPRequests == 0:
+		c.MaxIdPRequests = DefaultMaxInFlight
+	case c.MaxIdPRequests < 0 || c.MaxIdPRequests > 4096:
+		return badKey("max_idp_requests", "%d is out of range (1 to 4096)", c.MaxIdPRequests)
 	}
 	if len(c.Apps) == 0 {
 		return badKey("apps", "no app is configured; add an [apps.NAME] table with client_id")

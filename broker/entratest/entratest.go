@@ -56,6 +56,8 @@ type Server struct {
 	tokenReqs      map[string]int     // by tenant key
 	discoveryReqs  map[string]int     // by tenant key
 	totalTokenReqs int
+	inFlight       int // token requests being handled now
+	maxInFlight    int // the most ever handled at once
 	issued         []string
 }
 
@@ -339,6 +341,14 @@ func (s *Server) DiscoveryRequests(tenant string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.discoveryReqs[s.keyLocked(tenant)]
+}
+
+// MaxConcurrentTokenRequests is the most token requests the server has
+// been handling at once.
+func (s *Server) MaxConcurrentTokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
 }
 
 // TotalTokenRequests returns how many requests reached any token endpoint.

@@ -126,7 +126,14 @@ func (s *Server) handleToken(v endpointVersion) http.HandlerFunc {
 		s.tokenReqs[key]++
 		s.totalTokenReqs++
 		f := s.takeFaultLocked(key)
+		s.inFlight++
+		s.maxInFlight = max(s.maxInFlight, s.inFlight)
 		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.inFlight--
+			s.mu.Unlock()
+		}()
 
 		if f != nil {
 			if f.RetryAfter != "" {

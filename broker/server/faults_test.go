@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -272,5 +273,30 @@ func TestRevokedConsent(t *testing.T) {
 	}
 	if st := tenantStatus(t, s, "tenant1"); st.GetState() != brokerv1.TenantState_TENANT_STATE_READY {
 		t.Errorf("tenant1: %v", st.GetState())
+	}
+}
+
+// Many acquisitions falling due at once (after a suspend, or a cold start
+// with many callers) queue for max_idp_requests slots instead of storming
+// the IdP; every caller still gets its token.
+func TestIdPRequestsBounded(t *testing.T) {
+	t.Parallel()
+	const tenants = 40
+	s := newStack(t, stackConfig{tenants: tenants, noPrefetch: true, topTOML: "max_idp_requests = 4"})
+	s.idp.SetFault("", &entratest.Fault{Delay: 100 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range tenants {
+		wg.Go(func() {
+			if _, err := s.c.GetToken(ctx(t), fmt.Sprintf("tenant%d", i), nil, 0); err != nil {
+				t.Errorf("tenant%d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.idp.MaxConcurrentTokenRequests(); got < 1 || got > 4 {
+		t.Errorf("the IdP handled %d token requests at once, want at most 4", got)
+	}
+	if got := s.idp.TotalTokenRequests(); got != tenants {
+		t.Errorf("%d token requests, want %d", got, tenants)
 	}
 }
