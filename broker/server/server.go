@@ -17,6 +17,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -47,6 +48,7 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 	}
 	az := &authorizer{b: b, audit: log}
 	gs := grpc.NewServer(
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.Creds(peerCreds{}),
 		grpc.ChainUnaryInterceptor(az.unary),
 		grpc.ChainStreamInterceptor(az.stream),
