@@ -87,6 +87,8 @@ type app struct {
 	mu     sync.Mutex
 	secret keystore.Secret // zero until loaded from the store
 	gen    uint64          // bumped on every credential change
+
+	noCredWarned atomic.Bool // "no credential" was logged at warn level
 }
 
 // tenant is one configured customer tenant.
@@ -389,8 +391,13 @@ func (b *Broker) acquire(e *entry) (*Token, error) {
 		f := &failure{err: err, retryAt: now.Add(wait), gen: e.t.app.generation()}
 		e.failure.Store(f)
 		e.scheduleLocked(b, f.retryAt)
-		b.log.Warn("token acquisition failed", "tenant", e.t.name, "scopes", e.scopes, "aadsts", err.AADSTS,
-			"transient", err.Transient, "retry_at", f.retryAt, "error", err.Msg)
+		level := slog.LevelWarn
+		if errors.Is(err, errNoCredential) && !e.t.app.noCredWarned.CompareAndSwap(false, true) {
+			// Said once per app; thousands of tenants need not repeat it.
+			level = slog.LevelDebug
+		}
+		b.log.Log(context.Background(), level, "token acquisition failed", "tenant", e.t.name, "scopes", e.scopes,
+			"aadsts", err.AADSTS, "transient", err.Transient, "retry_at", f.retryAt, "error", err.Msg)
 		return nil, err
 	}
 	e.failures = 0
@@ -517,9 +524,9 @@ func (b *Broker) credential(ctx context.Context, a *app) (keystore.Secret, uint6
 	s, err := b.store.Get(ctx, a.clientID)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		return keystore.Secret{}, 0, errorf(KindFailedPrecondition,
+		return keystore.Secret{}, 0, &Error{Kind: KindFailedPrecondition, cause: errNoCredential, Msg: fmt.Sprintf(
 			"no credential stored for app %s (client id %s) in the %s keystore; store one with: brokerctl credential set --app %s",
-			a.name, a.clientID, b.store.Name(), a.name)
+			a.name, a.clientID, b.store.Name(), a.name)}
 	case err != nil:
 		return keystore.Secret{}, 0, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("reading the credential of app %s: %v", a.name, err)}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,4 +208,57 @@ func TestTokenMemoBuildsOnce(t *testing.T) {
 	if n < 1 || builds.Load() != n {
 		t.Errorf("built %d times during the race, %d after", n, builds.Load()-n)
 	}
+}
+
+func TestNoCredentialWarnedOncePerApp(t *testing.T) {
+	_, idp := newBroker(t)
+	var doc strings.Builder
+	fmt.Fprintf(&doc, "authority_host = %q\n[apps.a]\nclient_id = %q\n", idp.URL(), testClient)
+	for i := range 5 {
+		fmt.Fprintf(&doc, "[tenants.t%d]\nid = \"7e7e7e7e-0000-4000-8000-00000000000%d\"\n", i, i)
+	}
+	cfg, err := broker.ParseConfig("t.toml", []byte(doc.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuf
+	b, err := broker.New(cfg, broker.Options{Store: keystore.NewMemory(), HTTPClient: idp.Client(),
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(logs.String(), "no credential stored") < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not every tenant reported the missing credential:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for one app without a credential, want 1:\n%s", n, logs.String())
+	}
+	for _, st := range b.ListTenants() {
+		if st.State != broker.StateNoCredential {
+			t.Errorf("%s: state %v", st.Name, st.State)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -57,9 +57,17 @@ type Error struct {
 	RetryAfter time.Duration
 	// Msg is the complete message for the user.
 	Msg string
+
+	cause error // a sentinel for errors.Is, e.g. errNoCredential
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// Unwrap lets errors.Is find the sentinel behind an Error.
+func (e *Error) Unwrap() error { return e.cause }
+
+// errNoCredential is behind the Error of an app with no stored credential.
+var errNoCredential = errors.New("no credential stored")
 
 func errorf(kind Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}

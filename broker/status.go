@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"time"
 )
 
@@ -64,7 +65,7 @@ func (b *Broker) ListTenants() []TenantStatus {
 		// Servable: GetToken with the default min_valid answers at once.
 		valid := tok != nil && tok.ExpiresAt.Sub(now) >= time.Duration(b.cfg.MinValid)
 		switch {
-		case f != nil && f.err.Kind == KindFailedPrecondition && t.app.noCredential():
+		case f != nil && errors.Is(f.err, errNoCredential):
 			s.State, s.LastError = StateNoCredential, f.err.Msg
 		case f != nil && valid:
 			s.State, s.LastError = StateDegraded, f.err.Msg
@@ -78,10 +79,4 @@ func (b *Broker) ListTenants() []TenantStatus {
 		out = append(out, s)
 	}
 	return out
-}
-
-func (a *app) noCredential() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.secret.IsZero()
 }
