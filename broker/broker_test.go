@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
@@ -221,7 +222,7 @@ func TestNoCredentialWarnedOncePerApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs logbuf.Buffer
 	b, err := broker.New(cfg, broker.Options{Store: keystore.NewMemory(), HTTPClient: idp.Client(),
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -244,21 +245,4 @@ func TestNoCredentialWarnedOncePerApp(t *testing.T) {
 			t.Errorf("%s: state %v", st.Name, st.State)
 		}
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker/client"
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	"github.com/tokenbroker/tokenbroker/broker/server"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/keystore"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
@@ -40,7 +41,7 @@ type stack struct {
 	c      *client.Client
 	store  keystore.Store
 	socket string
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 }
 
 type stackConfig struct {
@@ -93,7 +94,7 @@ func newStackVia(t testing.TB, sc stackConfig, via func(idpURL string) string) *
 	if err := store.Set(context.Background(), clientID, keystore.NewSecret(stored)); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := broker.New(cfg, broker.Options{Store: store, HTTPClient: idp.Client(), Logger: log})
 	if err != nil {
@@ -474,21 +475,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

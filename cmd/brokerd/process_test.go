@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -116,29 +117,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a started brokerd (or systemd-socket-activate exec'ing brokerd).
 // The test's cleanup kills and reaps it if it is still running.
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr logbuf.Buffer
 	exited         chan struct{} // closed once Wait has returned
 	code           int           // exit status; -1 when killed by a signal
 }

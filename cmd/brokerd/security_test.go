@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 )
 
 // The unprivileged second user of the access tests: Debian's nobody and
@@ -228,7 +229,7 @@ func TestNotDumpable(t *testing.T) {
 	cmd := exec.Command(bin("brokerd"), "--dev", "--socket", socket)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
