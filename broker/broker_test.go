@@ -174,7 +174,10 @@ func TestTokenFormatsWithoutValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprint(*tok), fmt.Sprintf("%+v", *tok)} {
+	var logs logbuf.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("t", "token", tok, "value", *tok)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("t", "token", tok, "value", *tok)
+	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprint(*tok), fmt.Sprintf("%+v", *tok), logs.String()} {
 		if strings.Contains(s, tok.AccessToken) || !strings.Contains(s, testTenant) {
 			t.Errorf("formatted token: %s", s)
 		}

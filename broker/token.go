@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,10 @@ func (t Token) String() string {
 
 // GoString is the same as String, so %#v does not reveal the value either.
 func (t Token) GoString() string { return t.String() }
+
+// LogValue is the same as String, so slog's handlers (JSON too) never see
+// the value.
+func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // claims are the access token claims the broker reads. It does not verify
 // the signature: the token came over TLS from the authority, and the
