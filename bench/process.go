@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker/client"
+	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -61,15 +62,17 @@ type daemon struct {
 }
 
 // startDaemon runs brokerd with the configuration doc (written to dir) on
-// a socket in dir, trusting the fake IdP's certificate (certFile, through
-// SSL_CERT_FILE, as a deployment against a private CA would), and waits
-// until it answers.
+// a socket in dir, trusting the fake IdP's certificate (written to dir and
+// passed through SSL_CERT_FILE, as a deployment against a private CA
+// would), and waits until it answers.
 //
 // brokerd logs at error level into a file in dir, or, when daemonLog is
 // set (-daemon-log), at warn level into that file, kept for diagnosis.
-// (At warn level brokerd logs a line per tenant while no credential is
-// stored: 10,000 lines in the scale run.)
-func startDaemon(ctx context.Context, bin binaries, dir, doc, certFile string) (*daemon, error) {
+func startDaemon(ctx context.Context, bin binaries, dir, doc string, idp *entratest.Server) (*daemon, error) {
+	certFile := filepath.Join(dir, "idp.pem")
+	if err := os.WriteFile(certFile, idp.CertPEM(), 0o600); err != nil {
+		return nil, err
+	}
 	cfgPath := filepath.Join(dir, "brokerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
 		return nil, err
@@ -298,11 +301,7 @@ func measureSmallDaemon(ctx context.Context, bin binaries, runs int) (r smallRes
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	certFile := filepath.Join(dir, "idp.pem")
-	if err := os.WriteFile(certFile, idp.CertPEM(), 0o600); err != nil {
-		return r, err
-	}
-	d, err := startDaemon(ctx, bin, dir, configTOML(idp.URL(), 1), certFile)
+	d, err := startDaemon(ctx, bin, dir, configTOML(idp.URL(), 1), idp)
 	if err != nil {
 		return r, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
@@ -142,15 +141,11 @@ func measureScale(ctx context.Context, bin binaries, o scaleOptions) (r scaleRes
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	certFile := filepath.Join(dir, "idp.pem")
-	if err := os.WriteFile(certFile, idp.CertPEM(), 0o600); err != nil {
-		return r, err
-	}
 	extra := []string{fmt.Sprintf("prefetch_rate = %d", o.rate), `min_valid = "10s"`}
 	if o.concurrency > 0 {
 		extra = append(extra, fmt.Sprintf("prefetch_concurrency = %d", o.concurrency))
 	}
-	d, err := startDaemon(ctx, bin, dir, configTOML(idp.URL(), o.tenants, extra...), certFile)
+	d, err := startDaemon(ctx, bin, dir, configTOML(idp.URL(), o.tenants, extra...), idp)
 	if err != nil {
 		return r, err
 	}
