@@ -44,8 +44,9 @@ func (l AccessLists) empty() bool {
 	return len(l.AllowUIDs) == 0 && len(l.AllowUsers) == 0 && len(l.AllowGroups) == 0
 }
 
-// resolve turns names into ids. key prefixes error keys ("" or "tenants.x").
-func (l AccessLists) resolve(key, source string) (*Access, error) {
+// resolve turns names into ids, looking them up through ids. key prefixes
+// error keys ("" or "tenants.x").
+func (l AccessLists) resolve(key, source string, ids *idCache) (*Access, error) {
 	k := func(name string) string {
 		if key == "" {
 			return name
@@ -60,22 +61,76 @@ func (l AccessLists) resolve(key, source string) (*Access, error) {
 		a.UIDs = append(a.UIDs, uint32(id))
 	}
 	for _, name := range l.AllowUsers {
-		u, err := user.Lookup(name)
-		if err != nil {
+		id, ok := ids.user(name)
+		if !ok {
 			return nil, badKey(k("allow_users"), "no user %q on this system", name)
 		}
-		id, _ := strconv.ParseUint(u.Uid, 10, 32)
-		a.UIDs = append(a.UIDs, uint32(id))
+		a.UIDs = append(a.UIDs, id)
 	}
 	for _, name := range l.AllowGroups {
-		g, err := user.LookupGroup(name)
-		if err != nil {
+		id, ok := ids.group(name)
+		if !ok {
 			return nil, badKey(k("allow_groups"), "no group %q on this system", name)
 		}
-		id, _ := strconv.ParseUint(g.Gid, 10, 32)
-		a.GIDs = append(a.GIDs, uint32(id))
+		a.GIDs = append(a.GIDs, id)
 	}
 	return a, nil
+}
+
+// idCache remembers the user and group lookups of one configuration, so
+// that thousands of tenants naming the same group read the user and group
+// databases once per name.
+type idCache struct {
+	users, groups map[string]idLookup
+}
+
+// idLookup is the result of one lookup: the id, or ok false for no such
+// name.
+type idLookup struct {
+	id uint32
+	ok bool
+}
+
+func newIDCache() *idCache {
+	return &idCache{users: map[string]idLookup{}, groups: map[string]idLookup{}}
+}
+
+// user is the uid of the user name.
+func (c *idCache) user(name string) (uint32, bool) {
+	r, done := c.users[name]
+	if !done {
+		if u, err := user.Lookup(name); err == nil {
+			r = parseID(u.Uid)
+		}
+		c.users[name] = r
+	}
+	return r.id, r.ok
+}
+
+// group is the gid of the group name.
+func (c *idCache) group(name string) (uint32, bool) {
+	r, done := c.groups[name]
+	if !done {
+		if g, err := user.LookupGroup(name); err == nil {
+			r = parseID(g.Gid)
+		}
+		c.groups[name] = r
+	}
+	return r.id, r.ok
+}
+
+// parseID parses a numeric uid or gid as the user database reports it.
+func parseID(s string) idLookup {
+	id, err := strconv.ParseUint(s, 10, 32)
+	return idLookup{id: uint32(id), ok: err == nil}
+}
+
+// clone is a copy of a that shares no slice with it.
+func (a *Access) clone() *Access {
+	if a == nil {
+		return nil
+	}
+	return &Access{Source: a.Source, UIDs: slices.Clone(a.UIDs), GIDs: slices.Clone(a.GIDs)}
 }
 
 // Allows reports whether c may get tokens under a, and why.

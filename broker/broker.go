@@ -137,8 +137,8 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	if opts.Store == nil {
 		return nil, errors.New("broker: no keystore")
 	}
-	if cfg.access == nil {
-		return nil, errors.New("broker: configuration not validated (call Config.Validate)")
+	if cfg == nil || cfg.apps == nil {
+		return nil, errors.New("broker: configuration not built by ParseConfig or LoadConfig (use one of them)")
 	}
 	b := &Broker{
 		cfg:    cfg,
@@ -149,7 +149,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		lookup: map[string]*tenant{},
 		stop:   make(chan struct{}),
 
-		idpSlots:      make(chan struct{}, cfg.MaxIdPRequests),
+		idpSlots:      make(chan struct{}, cfg.maxIdPRequests),
 		defaultAccess: cfg.access,
 	}
 	if b.http == nil {
@@ -160,16 +160,16 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	for name, a := range cfg.Apps {
-		b.apps[name] = &app{name: name, clientID: a.ClientID, scopes: a.Scopes}
+	for _, a := range cfg.apps {
+		b.apps[a.Name] = &app{name: a.Name, clientID: a.ClientID, scopes: a.Scopes}
 	}
-	for _, name := range sortedKeys(cfg.Tenants) {
-		tc := cfg.Tenants[name]
+	for _, tc := range cfg.tenants {
+		name := tc.Name
 		a := b.apps[tc.App]
 		if a == nil {
 			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", name, tc.App)
 		}
-		t := &tenant{name: name, id: tc.ID, domains: tc.Domains, app: a, access: tc.access, entries: map[string]*entry{}}
+		t := &tenant{name: name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access, entries: map[string]*entry{}}
 		t.def = t.newEntry(a.scopes)
 		a.tenants = append(a.tenants, t)
 		b.tenants = append(b.tenants, t)
@@ -211,8 +211,8 @@ func (b *Broker) Start() {
 // acquireAll acquires every entry, at most prefetch_concurrency at a time
 // and prefetch_rate a second, until the broker closes.
 func (b *Broker) acquireAll(entries []*entry) {
-	sem := make(chan struct{}, b.cfg.PrefetchConcurrency)
-	pace := time.NewTicker(time.Second / time.Duration(b.cfg.PrefetchRate))
+	sem := make(chan struct{}, b.cfg.prefetchConcurrency)
+	pace := time.NewTicker(time.Second / time.Duration(b.cfg.prefetchRate))
 	defer pace.Stop()
 	for i, e := range entries {
 		if i > 0 {
@@ -275,7 +275,7 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	minValid := req.MinValid
 	switch {
 	case minValid == 0:
-		minValid = time.Duration(b.cfg.MinValid)
+		minValid = b.cfg.minValid
 	case minValid < 0 || minValid > 24*time.Hour:
 		return nil, errorf(KindInvalidArgument, "min_valid %s is out of range (0 to 24h)", minValid)
 	}
@@ -403,7 +403,7 @@ func (b *Broker) acquire(e *entry) (*Token, error) {
 	e.failures = 0
 	e.failure.Store(nil)
 	e.tok.Store(tok)
-	at := refreshAt(tok.IssuedAt, tok.ExpiresAt, time.Time{}, time.Duration(b.cfg.RefreshBefore), rand.Float64())
+	at := refreshAt(tok.IssuedAt, tok.ExpiresAt, time.Time{}, b.cfg.refreshBefore, rand.Float64())
 	e.scheduleLocked(b, at)
 	b.log.Debug("token acquired", "tenant", e.t.name, "scopes", e.scopes,
 		"expires_in", tok.ExpiresAt.Sub(now).Round(time.Second), "refresh_at", at)
@@ -436,7 +436,7 @@ func (b *Broker) requestToken(e *entry) (*Token, *Error) {
 	case <-b.stop:
 		return nil, errorf(KindUnavailable, "brokerd is shutting down")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(b.cfg.IdPTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.idpTimeout)
 	defer cancel()
 	client, err := b.client(ctx, t)
 	if err != nil {
@@ -503,10 +503,10 @@ func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Cli
 		return nil, errorf(KindFailedPrecondition, "the stored credential of app %s is unusable; brokerctl credential set --app %s", t.app.name, t.app.name)
 	}
 	opts := []confidential.Option{confidential.WithCache(noCache{}), confidential.WithHTTPClient(b.http)}
-	if !isMicrosoftLogin(b.cfg.AuthorityHost) {
+	if !isMicrosoftLogin(b.cfg.authorityHost) {
 		opts = append(opts, confidential.WithInstanceDiscovery(false))
 	}
-	c, err := confidential.New(b.cfg.AuthorityHost+"/"+t.id, t.app.clientID, cred, opts...)
+	c, err := confidential.New(b.cfg.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
 	if err != nil {
 		return nil, errorf(KindInternal, "building the MSAL client for tenant %s: %v", t.name, err)
 	}
@@ -541,7 +541,7 @@ func (a *app) generation() uint64 {
 }
 
 func (b *Broker) idpContext(t *tenant) idpContext {
-	host := b.cfg.AuthorityHost
+	host := b.cfg.authorityHost
 	return idpContext{
 		app:        t.app.name,
 		clientID:   t.app.clientID,

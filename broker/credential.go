@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
@@ -68,7 +67,7 @@ func (b *Broker) verify(ctx context.Context, a *app, secret keystore.Secret) (st
 		if err != nil {
 			return "", err
 		}
-		rctx, cancel := context.WithTimeout(ctx, time.Duration(b.cfg.IdPTimeout))
+		rctx, cancel := context.WithTimeout(ctx, b.cfg.idpTimeout)
 		_, rerr := c.AcquireTokenByCredential(rctx, a.scopes)
 		cancel()
 		if rerr == nil {

@@ -8,7 +8,7 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Tenants) != 2 || c.Tenants["contoso"].Domains[0] != "contoso.onmicrosoft.com" {
-		t.Errorf("unexpected example: %+v", c.Tenants)
+	if tn := c.Tenants(); len(tn) != 2 || tn[0].Name != "contoso" || tn[0].Domains[0] != "contoso.onmicrosoft.com" {
+		t.Errorf("unexpected example: %+v", tn)
 	}
 }

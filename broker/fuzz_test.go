@@ -20,39 +20,75 @@ import (
 //
 //	go test -run '^$' -fuzz FuzzParseConfig -fuzztime 5m ./broker/
 
-// FuzzParseConfig: any document either fails with a message naming the
-// file, or yields a configuration every invariant of Validate holds for.
+// FuzzParseConfig: any document either fails with one line naming the
+// file, or yields a configuration every invariant of Config holds for.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("[apps.a]\nclient_id = \"00000000-0000-0000-0000-000000000000\"\n[tenants]\nt = { id = \"11111111-1111-1111-1111-111111111111\", domains = [\"a.b.com\"] }\n"))
 	f.Add([]byte("allow_uids = [0]\nmin_valid = \"1h\"\n"))
+	f.Add([]byte("min_valid = 300\nprefetch_rate = \"fast\"\n[tenants.x]\nfoo = { bar = [1, \"a\"] }\n"))
+	f.Add([]byte("tenants.a.id = \"11111111-1111-1111-1111-111111111111\"\n[tenants.b]\n[apps]\np = { client_id = \"00000000-0000-0000-0000-000000000000\", scopes = [] }\n"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
+		// The decoder accepts only what go-toml's strict decoder
+		// accepts, with the same values.
+		if ours, err := parseDocument("f.toml", doc); err == nil {
+			theirs, terr := decodeWithGoTOML(doc)
+			if terr != nil {
+				t.Fatalf("accepted a document go-toml refuses: %v", terr)
+			}
+			if !sameDocument(ours, theirs) {
+				t.Fatalf("decoded %+v, go-toml %+v", ours, theirs)
+			}
+		}
 		c, err := ParseConfig("f.toml", doc)
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "f.toml") {
-				t.Fatalf("error does not name the file: %v", err)
+			if !strings.HasPrefix(err.Error(), "f.toml") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line naming the file: %q", err)
 			}
 			return
 		}
-		if len(c.Apps) == 0 || len(c.Tenants) == 0 || c.access == nil {
-			t.Fatalf("accepted an incomplete configuration: %+v", c)
-		}
-		for name, tn := range c.Tenants {
-			if !IsGUID(tn.ID) || c.Apps[tn.App] == nil || tn.access == nil {
-				t.Fatalf("tenant %q accepted with %+v", name, tn)
-			}
-		}
-		for _, a := range c.Apps {
-			for _, s := range a.Scopes {
-				if ValidateScope(s) != nil {
-					t.Fatalf("scope %q accepted", s)
-				}
-			}
-		}
+		checkConfig(t, c)
 		if _, err := New(c, Options{Store: keystore.NewMemory()}); err != nil {
 			t.Fatalf("valid configuration rejected by New: %v", err)
 		}
 	})
+}
+
+// checkConfig fails t unless c holds every invariant Config documents.
+func checkConfig(t *testing.T, c *Config) {
+	t.Helper()
+	if !strings.HasPrefix(c.authorityHost, "https://") || strings.HasSuffix(c.authorityHost, "/") ||
+		c.keystore != "keyring" && c.keystore != "systemd" && c.keystore != "memory" ||
+		c.refreshBefore <= 0 || c.minValid <= 0 || c.idpTimeout <= 0 ||
+		c.prefetchConcurrency < 1 || c.prefetchConcurrency > 1024 || c.prefetchRate < 1 || c.prefetchRate > 10000 ||
+		c.maxIdPRequests < 1 || c.maxIdPRequests > 4096 || c.access == nil {
+		t.Fatalf("accepted out of range: %+v", c)
+	}
+	if len(c.apps) == 0 || len(c.tenants) == 0 {
+		t.Fatalf("accepted an incomplete configuration: %+v", c)
+	}
+	apps := map[string]bool{}
+	for i, a := range c.apps {
+		if i > 0 && c.apps[i-1].Name >= a.Name || !IsGUID(a.ClientID) || a.ClientID != strings.ToLower(a.ClientID) || len(a.Scopes) == 0 {
+			t.Fatalf("app %+v accepted", a)
+		}
+		for _, s := range a.Scopes {
+			if ValidateScope(s) != nil {
+				t.Fatalf("scope %q accepted", s)
+			}
+		}
+		apps[a.Name] = true
+	}
+	for i, tn := range c.tenants {
+		if i > 0 && c.tenants[i-1].Name >= tn.Name || !IsGUID(tn.ID) || tn.ID != strings.ToLower(tn.ID) || !apps[tn.App] || tn.Access == nil {
+			t.Fatalf("tenant %+v accepted", tn)
+		}
+		for _, d := range tn.Domains {
+			if d != strings.ToLower(d) {
+				t.Fatalf("tenant %q: domain %q not lower-cased", tn.Name, d)
+			}
+		}
+	}
 }
 
 // FuzzGetTokenArgs: any tenant, scopes and min_valid from a caller end in

@@ -63,7 +63,7 @@ func (b *Broker) ListTenants() []TenantStatus {
 			s.ExpiresAt, s.Roles = tok.ExpiresAt, tok.Roles
 		}
 		// Servable: GetToken with the default min_valid answers at once.
-		valid := tok != nil && tok.ExpiresAt.Sub(now) >= time.Duration(b.cfg.MinValid)
+		valid := tok != nil && tok.ExpiresAt.Sub(now) >= b.cfg.minValid
 		switch {
 		case f != nil && errors.Is(f.err, errNoCredential):
 			s.State, s.LastError = StateNoCredential, f.err.Msg

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -44,21 +45,15 @@ func startDev() (*dev, error) {
 		return nil, fmt.Errorf("starting the fake Entra ID: %w", err)
 	}
 	idp.AddApp(devClientID, devSecret)
-	cfg := &broker.Config{
-		AuthorityHost: idp.URL(),
-		Keystore:      "memory",
-		Apps:          map[string]*broker.App{devApp: {ClientID: devClientID}},
-		Tenants:       map[string]*broker.Tenant{},
-	}
 	for _, t := range devTenants {
 		et := entratest.Tenant{ID: t.id, Domains: []string{t.domain}}
 		if t.consented {
 			et.ConsentedApps = []string{devClientID}
 		}
 		idp.AddTenant(et)
-		cfg.Tenants[t.name] = &broker.Tenant{ID: t.id, App: devApp, Domains: []string{t.domain}}
 	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := broker.ParseConfig("dev.toml", []byte(devConfig(idp.URL())))
+	if err != nil {
 		idp.Close()
 		return nil, fmt.Errorf("dev configuration: %w", err)
 	}
@@ -71,6 +66,17 @@ func startDev() (*dev, error) {
 }
 
 func (d *dev) close() { d.idp.Close() }
+
+// devConfig is the TOML of the demo configuration: the demo app and
+// tenants at the fake Entra ID at idpURL, and the in-memory keystore.
+func devConfig(idpURL string) string {
+	var doc strings.Builder
+	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = \"memory\"\n\n[apps.%s]\nclient_id = %q\n", idpURL, devApp, devClientID)
+	for _, t := range devTenants {
+		fmt.Fprintf(&doc, "\n[tenants.%s]\nid = %q\napp = %q\ndomains = [%q]\n", t.name, t.id, devApp, t.domain)
+	}
+	return doc.String()
+}
 
 // printDevBanner tells the user, like `vault server -dev`, what is running
 // and what to try.

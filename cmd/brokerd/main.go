@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg, err = loadConfig(o.config); err != nil {
 			return err
 		}
-		if bopt.Store, err = keystore.Open(cfg.Keystore, keystore.Options{}); err != nil {
+		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{}); err != nil {
 			return err
 		}
 	}
@@ -171,7 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
-	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", len(cfg.Tenants),
+	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", len(cfg.Tenants()),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "error", err)
@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.dev {
 		// brokerctl needs --socket unless it finds this socket by itself.
 		def, err := client.SocketPath("")
-		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost)
+		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost())
 	}
 
 	select {

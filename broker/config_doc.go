@@ -1,0 +1,87 @@
+package broker
+
+import "time"
+
+// document is the TOML shape of brokerd's configuration file, as go-toml
+// decodes it. The scalars of the top level are pointers, so that a key set
+// to zero is told apart from a key left out (which gets the default).
+type document struct {
+	// AuthorityHost is the Entra ID login host, e.g.
+	// https://login.microsoftonline.com or https://login.microsoftonline.us.
+	AuthorityHost *string `toml:"authority_host"`
+	// Keystore names the credential backend: keyring, systemd or memory.
+	Keystore *string `toml:"keystore"`
+	// RefreshBefore is how long before expiry a token is refreshed (capped
+	// at half the token's lifetime).
+	RefreshBefore *duration `toml:"refresh_before"`
+	// MinValid is the default least lifetime a token handed out has left.
+	MinValid *duration `toml:"min_valid"`
+	// IdPTimeout bounds one token request to Entra ID.
+	IdPTimeout *duration `toml:"idp_timeout"`
+	// PrefetchConcurrency bounds the token requests made at start-up.
+	PrefetchConcurrency *int `toml:"prefetch_concurrency"`
+	// PrefetchRate bounds the token requests per second made at start-up
+	// (and when a credential changes), so that thousands of tenants reach
+	// Entra ID spread out, and so do their later refreshes.
+	PrefetchRate *int `toml:"prefetch_rate"`
+	// MaxIdPRequests bounds the token requests in flight to Entra ID at
+	// once, over all tenants: refreshes that fall due together (after a
+	// suspend, say) queue instead of storming the IdP.
+	MaxIdPRequests *int `toml:"max_idp_requests"`
+	// AccessLists at the top level are the default for tenants that set
+	// none. With none anywhere, only the daemon's uid and root get tokens.
+	AccessLists
+	// Apps are the Entra ID app registrations, by name.
+	Apps map[string]*appTable `toml:"apps"`
+	// Tenants are the customer tenants, by name.
+	Tenants map[string]*tenantTable `toml:"tenants"`
+}
+
+// appTable is one (multi-tenant) Entra ID app registration, [apps.NAME].
+type appTable struct {
+	// ClientID is the app's application (client) id, a GUID.
+	ClientID string `toml:"client_id"`
+	// Scopes are requested when a caller names none.
+	Scopes []string `toml:"scopes"`
+}
+
+// tenantTable is one customer tenant that has consented to an app,
+// [tenants.NAME].
+type tenantTable struct {
+	// ID is the tenant id, a GUID.
+	ID string `toml:"id"`
+	// App names the entry of apps tokens are acquired with.
+	App string `toml:"app"`
+	// Domains are the tenant's verified domains (e.g.
+	// contoso.onmicrosoft.com), accepted by GetToken in place of the name.
+	Domains []string `toml:"domains"`
+	// AccessLists say who may get this tenant's tokens; when empty, the
+	// top-level lists apply.
+	AccessLists
+}
+
+// duration is a time.Duration written in TOML as a string such as "15m";
+// the decoder refuses anything else, a bare number included.
+type duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+// parseDocument decodes data strictly: unknown keys, values of the wrong
+// kind and keys TOML does not allow are errors naming the file, the line
+// and the key.
+func parseDocument(name string, data []byte) (*document, error) {
+	var doc document
+	d := decoder{name: name}
+	if err := d.decode(data, &doc); err != nil {
+		return nil, err
+	}
+	return &doc, nil
+}
