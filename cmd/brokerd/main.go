@@ -60,12 +60,22 @@ Flags:
 // the usage; brokerd exits 2, like the flag package.
 var errUsage = errors.New("usage")
 
+// configError is a configuration brokerd cannot use: missing, unreadable or
+// invalid. Like a command-line mistake it exits 2, but without the usage.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case errors.As(err, new(*configError)):
+		fmt.Fprintln(os.Stderr, "brokerd:", err)
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "brokerd:", err)
@@ -249,14 +259,19 @@ func socketGroup(name string) (int, error) {
 }
 
 // loadConfig reads --config, or the default location when it is empty.
+// Every error is a *configError.
 func loadConfig(path string) (*broker.Config, error) {
 	if path == "" {
 		path = defaultConfig()
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)
+			return nil, &configError{fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)}
 		}
 	}
-	return broker.LoadConfig(path)
+	cfg, err := broker.LoadConfig(path)
+	if err != nil {
+		return nil, &configError{err}
+	}
+	return cfg, nil
 }
 
 // defaultConfig is $XDG_CONFIG_HOME/tokenbroker/brokerd.toml (~/.config when

@@ -797,7 +797,8 @@ func TestConfigMode(t *testing.T) {
 }
 
 // 7. Bad command lines and configurations: a clear one-line reason, no
-// socket.
+// socket. Configuration errors exit 2, like usage errors, with one line
+// naming the file, the line and the key.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	tooLong := "/tmp/" + strings.Repeat("s", 150) + ".sock"
@@ -812,13 +813,19 @@ func TestBadInput(t *testing.T) {
 	}{
 		{name: "unknown config key",
 			config: "authority_host = \"https://login.microsoftonline.com\"\nkeystore = \"memory\"\nrefresh_befor = \"10m\"\n\n[apps.partner]\nclient_id = \"00000000-0000-4000-8000-000000000001\"\n",
-			code:   1, subs: []string{"brokerd: ", "brokerd.toml:3:", "refresh_befor"}},
+			code:   2, subs: []string{"brokerd: ", "brokerd.toml:3:", "refresh_befor"}},
 		{name: "unknown key in a table",
 			config: "keystore = \"memory\"\n\n[apps.partner]\nclient_id = \"00000000-0000-4000-8000-000000000001\"\nclient_secret = \"x\"\n",
-			code:   1, subs: []string{"brokerd.toml:5:", `unknown key "apps.partner.client_secret"`}},
+			code:   2, subs: []string{"brokerd.toml:5:", `unknown key "apps.partner.client_secret"`}},
 		{name: "http authority",
 			config: "authority_host = \"http://login.example.test\"\nkeystore = \"memory\"\n\n[apps.partner]\nclient_id = \"00000000-0000-4000-8000-000000000001\"\n",
-			code:   1, subs: []string{"brokerd.toml:1:", "authority_host", "https"}},
+			code:   2, subs: []string{"brokerd.toml:1:", "authority_host", "https"}},
+		{name: "bare number duration",
+			config: "keystore = \"memory\"\nmin_valid = 300\n\n[apps.partner]\nclient_id = \"00000000-0000-4000-8000-000000000001\"\n",
+			code:   2, subs: []string{"brokerd: ", "brokerd.toml:2: min_valid: ", `expected a duration string such as "5m", got the integer 300`}},
+		{name: "wrong type",
+			config: "keystore = \"memory\"\nprefetch_rate = \"fast\"\n",
+			code:   2, subs: []string{"brokerd: ", "brokerd.toml:2: prefetch_rate: expected an integer, got a string"}},
 		{name: "socket path too long", args: []string{"--dev", "--socket", tooLong},
 			code: 1, subs: []string{"brokerd: ", fmt.Sprintf("is %d bytes long", len(tooLong)), "at most 107 bytes"}},
 		{name: "BROKERD_SOCKET too long", args: []string{"--dev"}, env: []string{"BROKERD_SOCKET=" + tooLong},
@@ -830,7 +837,7 @@ func TestBadInput(t *testing.T) {
 		{name: "dev with config", args: []string{"--dev", "--config", "/nonexistent.toml"},
 			code: 1, subs: []string{"--dev and --config cannot be combined"}},
 		{name: "missing config", args: []string{"--config", "/nonexistent/brokerd.toml"},
-			code: 1, subs: []string{"brokerd: ", "/nonexistent/brokerd.toml", "no such file"}},
+			code: 2, subs: []string{"brokerd: ", "/nonexistent/brokerd.toml", "no such file"}},
 		{name: "help", args: []string{"--help"},
 			code: 0, subs: []string{"Usage: brokerd [flags]", "Examples:", "brokerd --dev", "-log-level"}},
 	}
@@ -861,6 +868,11 @@ func TestBadInput(t *testing.T) {
 			}
 			if _, err := os.Lstat(s.socket); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("a socket was created: %v", err)
+			}
+			if tt.config != "" || slices.Contains(args, "--config") {
+				if e := p.stderr.String(); strings.Count(e, "\n") != 1 || !strings.HasPrefix(e, "brokerd: ") || p.stdout.String() != "" {
+					t.Errorf("a configuration error is not one line on stderr alone:\nstdout %q\nstderr %q", p.stdout.String(), e)
+				}
 			}
 		})
 	}

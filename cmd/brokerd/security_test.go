@@ -181,12 +181,12 @@ func TestUnknownAllowListNames(t *testing.T) {
 	s := newSession(t)
 	w := sharedWorld(t, s, `allow_users = ["no-such-user-q"]`, nil)
 	p := s.brokerd(w.env, "--config", w.config, "--socket", s.socket)
-	if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), `brokerd.toml:3: allow_users: no user "no-such-user-q"`) {
+	if code := p.wait(t); code != 2 || !strings.Contains(p.stderr.String(), `brokerd.toml:3: allow_users: no user "no-such-user-q"`) {
 		t.Errorf("exit %d, stderr %s", code, p.stderr.String())
 	}
 	w = sharedWorld(t, s, "", map[string]string{"woodgrove": `allow_groups = ["no-such-group-q"]`})
 	p = s.brokerd(w.env, "--config", w.config, "--socket", s.socket)
-	if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), `tenants.woodgrove.allow_groups: no group "no-such-group-q"`) {
+	if code := p.wait(t); code != 2 || !strings.Contains(p.stderr.String(), `tenants.woodgrove.allow_groups: no group "no-such-group-q"`) {
 		t.Errorf("exit %d, stderr %s", code, p.stderr.String())
 	}
 	s.ctl("", "--timeout", "1s", "get", "--tenant", "northwind").wantExit(t, 6)
