@@ -49,6 +49,9 @@ func conformance(t *testing.T, st keystore.Store, account string, after func(wan
 	if _, err := st.Get(ctx, account); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("Get before Set: err = %v, want ErrNotFound", err)
 	}
+	if err := st.Writable(account); err != nil {
+		t.Fatalf("Writable of a store that takes secrets: %v", err)
+	}
 	if err := st.Delete(ctx, account); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("Delete before Set: err = %v, want ErrNotFound", err)
 	}

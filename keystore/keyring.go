@@ -48,6 +48,10 @@ func NewKeyring(timeout time.Duration) Store {
 
 func (k *keyringStore) Name() string { return "keyring" }
 
+// Writable is nil: whether the keyring takes a secret is known only by
+// trying (a locked collection fails the Set).
+func (k *keyringStore) Writable(string) error { return nil }
+
 func (k *keyringStore) Get(ctx context.Context, account string) (Secret, error) {
 	const op = "get"
 	if err := checkAccount(k.Name(), op, account); err != nil {

@@ -104,6 +104,11 @@ type Store interface {
 	// Delete removes the secret stored for account, or returns an error
 	// matching ErrNotFound when there is none.
 	Delete(ctx context.Context, account string) error
+	// Writable returns nil when Set and Delete can change what is stored
+	// for account, or an error matching ErrReadOnly that says how to
+	// provision the secret instead. It makes no call to the backend, so a
+	// caller can check before it spends anything on a new secret.
+	Writable(account string) error
 	// Name is the backend name for messages: "keyring", "memory" or "systemd".
 	Name() string
 }

@@ -19,6 +19,8 @@ func NewMemory() Store {
 
 func (m *memoryStore) Name() string { return "memory" }
 
+func (m *memoryStore) Writable(string) error { return nil }
+
 func (m *memoryStore) Get(ctx context.Context, account string) (Secret, error) {
 	if err := checkAccount(m.Name(), "get", account); err != nil {
 		return Secret{}, err

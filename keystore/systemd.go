@@ -99,6 +99,12 @@ func (s *systemdStore) Set(ctx context.Context, account string, _ Secret) error 
 	if err := checkAccount(s.Name(), "set", account); err != nil {
 		return err
 	}
+	return s.Writable(account)
+}
+
+// Writable always fails: systemd passes credentials in, nobody writes them
+// back through the daemon.
+func (s *systemdStore) Writable(account string) error {
 	return opError(s.Name(), "set", account, fmt.Errorf("%w: the systemd backend only reads credentials that systemd "+
 		"passes in; provision the secret with `systemd-creds encrypt --name=%s - /etc/credstore.encrypted/%s` "+
 		"(secret on stdin), add LoadCredentialEncrypted=%s:/etc/credstore.encrypted/%s to the brokerd unit and restart it",

@@ -131,6 +131,9 @@ func TestSystemdReadOnly(t *testing.T) {
 		}
 	}
 	assertNoLeak(t, "Set error", err.Error(), c)
+	if w := st.Writable("app"); !errors.Is(w, keystore.ErrReadOnly) || w.Error() != err.Error() {
+		t.Errorf("Writable = %v, want the error Set gives: %v", w, err)
+	}
 
 	err = st.Delete(ctx, "app")
 	if !errors.Is(err, keystore.ErrReadOnly) {
