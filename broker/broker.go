@@ -9,6 +9,41 @@
 //
 // The core knows nothing about gRPC: it returns *Error values whose Kind the
 // adapter maps to status codes.
+//
+// # Concurrency
+//
+// One mutex, Broker.mu, guards every mutable field of the broker and of its
+// apps, tenants and entries (each is marked "guarded by mu"). It is held
+// only for short bookkeeping: never across a keystore call, a request to
+// Entra ID, the building of an MSAL client, a wait or a log line. The only
+// other lock is app.setting, which serialises SetCredential per app; it is
+// taken before mu, never while holding it. That is the whole lock order.
+//
+// A cached GetToken takes no lock: an entry's token is an atomic pointer,
+// written under mu and read without it.
+//
+// An entry (one tenant and scope set) is acquired by at most one current
+// flight: a goroutine that gets the app's credential (reading the keystore
+// if need be, one read in flight per app), then one of max_idp_requests
+// slots, asks Entra ID, and lands its result under mu. A flight carries the
+// credential generation it started with; its result is applied only if it
+// is still the entry's flight and that generation is still the app's. A
+// credential change therefore starts fresh flights and never inherits an
+// older flight's failure; callers who were waiting on the old flight move
+// on to the new one.
+//
+// What is due (a first fetch, a refresh, a retry, an app's next keystore
+// read) waits in one queue ordered by time. The run goroutine starts due
+// acquisitions one per 1/prefetch_rate and at most prefetch_concurrency at
+// a time, whether they fell due one by one or all at once after the host
+// slept. A caller that finds no usable token starts (or joins) a flight at
+// once instead: it is bounded by max_idp_requests and the retry rules, not
+// paced behind background work.
+//
+// Every goroutine the broker starts is counted in Broker.wg. Close cancels
+// the broker's context, which ends keystore reads, slot waits and requests
+// to Entra ID, and waits for all of them: after Close returns, no goroutine
+// of the broker runs and no request reaches Entra ID.
 package broker
 
 import (
@@ -16,9 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -27,7 +60,6 @@ import (
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
@@ -36,12 +68,8 @@ import (
 // caller cycling through scopes cannot grow the broker without limit.
 const maxScopeSets = 16
 
-// The token lifetimes the broker believes. Entra ID issues 60-90 minutes
-// (10 minutes to 24 hours with a token lifetime policy); tests use seconds.
-const (
-	minLifetime = 5 * time.Second
-	maxLifetime = 24 * time.Hour
-)
+// maxTenantName bounds the tenant names GetToken looks up.
+const maxTenantName = 256
 
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
@@ -52,28 +80,50 @@ type Options struct {
 	HTTPClient *http.Client
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
+	// Clock is the broker's time; nil means the wall clock.
+	Clock Clock
+	// KeystoreTimeout bounds each keystore call; 0 means
+	// keystore.DefaultKeyringTimeout.
+	KeystoreTimeout time.Duration
 }
 
 // Broker acquires, caches and refreshes tokens. It is safe for concurrent
-// use. Create it with New, call Start to prefetch every tenant, and Close to
-// stop refreshing.
+// use. Create it with New, call Start to fetch every tenant, and Close to
+// stop.
 type Broker struct {
-	cfg     *Config
-	store   keystore.Store
-	http    *http.Client
-	log     *slog.Logger
+	cfg             *Config
+	store           keystore.Store
+	http            *http.Client
+	ownHTTP         bool // http was made by New, so Close closes its connections
+	log             *slog.Logger
+	clock           Clock
+	keystoreTimeout time.Duration
+	pace            time.Duration // 1/prefetch_rate
+
 	apps    map[string]*app
-	tenants []*tenant // sorted by name
+	tenants []*tenant          // sorted by name
+	lookup  map[string]*tenant // lower-case name, id and domains
 	// defaultAccess decides for names that match no tenant.
 	defaultAccess *Access
-	lookup        map[string]*tenant // lower-case name, id and domains
-	flights       singleflight.Group
-	// idpSlots bounds the token requests in flight (max_idp_requests).
-	idpSlots chan struct{}
 
-	closed   atomic.Bool
-	stop     chan struct{}
-	stopOnce sync.Once
+	ctx      context.Context // canceled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // every goroutine the broker starts, and SetCredential calls
+	idpSlots chan struct{}  // max_idp_requests
+	kick     chan struct{}  // 1-buffered: the queue changed, the run loop looks again
+
+	mu         sync.Mutex
+	closed     bool      // guarded by mu
+	started    bool      // guarded by mu: Start was called
+	running    bool      // guarded by mu: the run loop was started
+	queue      taskQueue // guarded by mu
+	seq        uint64    // guarded by mu: orders tasks due at the same moment
+	nextPace   time.Time // guarded by mu: the earliest the next scheduled acquisition may start
+	background int       // guarded by mu: scheduled flights in flight
+	busy       int       // guarded by mu: flights and keystore reads in flight
+	kicked     bool      // guarded by mu: a kick the run loop has not seen yet
+	sleeping   bool      // guarded by mu: the run loop waits until sleepUntil
+	sleepUntil time.Time // guarded by mu
 }
 
 // app is one app registration and the credential the broker holds for it.
@@ -82,13 +132,18 @@ type app struct {
 	clientID string
 	scopes   []string
 	tenants  []*tenant
-	setMu    sync.Mutex // serialises SetCredential for this app
+	setting  chan struct{} // 1-buffered: one SetCredential at a time
 
-	mu     sync.Mutex
-	secret keystore.Secret // zero until loaded from the store
-	gen    uint64          // bumped on every credential change
-
-	noCredWarned atomic.Bool // "no credential" was logged at warn level
+	secret       keystore.Secret // guarded by mu: zero until read from the store
+	gen          uint64          // guarded by mu: bumped whenever secret is replaced
+	load         *load           // guarded by mu: the keystore read in flight
+	loadErr      *Error          // guarded by mu: why the last read failed; nil once one works
+	loadFailures int             // guarded by mu: consecutive failed reads
+	retryAt      time.Time       // guarded by mu: when a failed read may be tried again
+	rereadUntil  time.Time       // guarded by mu: keep reading the store until then (a write's answer was lost)
+	rereads      int             // guarded by mu: reads since that write
+	task         task            // guarded by mu: the app's next keystore read
+	noCredWarned bool            // guarded by mu: "no credential" was logged at warn level
 }
 
 // tenant is one configured customer tenant.
@@ -98,93 +153,104 @@ type tenant struct {
 	domains []string
 	app     *app
 	access  *Access
+	def     *entry // the app's scopes; never changes
 
-	mu        sync.Mutex
-	client    *confidential.Client // built for credential generation clientGen
-	clientGen uint64
-	entries   map[string]*entry // by scope key; the app's scopes are always present
-	def       *entry
+	entries   map[string]*entry    // guarded by mu: by scope key, def included
+	client    *confidential.Client // guarded by mu: built for credential generation clientGen
+	clientGen uint64               // guarded by mu
 }
 
-// entry is the token for one (tenant, scope set) and its refresh schedule.
-// The hot path reads tok without taking a lock.
+// entry is the token for one (tenant, scope set) and its schedule.
 type entry struct {
 	t      *tenant
 	scopes []string
-	key    string // flight key: tenant id and scopes
 
-	tok     atomic.Pointer[Token]
-	failure atomic.Pointer[failure]
-
+	// tok is the cached token: written under mu, read without it.
+	tok                       atomic.Pointer[Token]
 	hits, misses, idpRequests atomic.Uint64
 
-	mu          sync.Mutex // guards timer, nextRefresh, failures
-	timer       *time.Timer
-	nextRefresh time.Time
-	failures    int
+	flight   *flight  // guarded by mu: the current acquisition, nil if none
+	failure  *failure // guarded by mu: the last failed acquisition, nil after a success
+	failures int      // guarded by mu: consecutive failures
+	parked   bool     // guarded by mu: waits for its app's credential, not for a time
+	task     task     // guarded by mu: the next scheduled acquisition
 }
 
-// failure is the last failed acquisition of an entry, served to callers
-// until retryAt unless the credential changed (gen).
+// failure is the last failed acquisition of an entry. Callers get it until
+// retryAt, unless the app's credential changed since (gen).
 type failure struct {
 	err     *Error
 	retryAt time.Time
 	gen     uint64
 }
 
-// New builds a broker for cfg. It makes no network or keystore calls.
+// New builds a broker for cfg. It starts nothing and makes no network or
+// keystore calls.
 func New(cfg *Config, opts Options) (*Broker, error) {
 	if opts.Store == nil {
 		return nil, errors.New("broker: no keystore")
 	}
-	if cfg == nil || cfg.apps == nil {
-		return nil, errors.New("broker: configuration not built by ParseConfig or LoadConfig (use one of them)")
+	if cfg == nil || len(cfg.apps) == 0 || len(cfg.tenants) == 0 {
+		return nil, errors.New("broker: empty configuration (build one with ParseConfig or LoadConfig)")
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:    cfg,
-		store:  opts.Store,
-		http:   opts.HTTPClient,
-		log:    opts.Logger,
-		apps:   map[string]*app{},
-		lookup: map[string]*tenant{},
-		stop:   make(chan struct{}),
-
-		idpSlots:      make(chan struct{}, cfg.maxIdPRequests),
-		defaultAccess: cfg.access,
+		cfg:             cfg,
+		store:           opts.Store,
+		http:            opts.HTTPClient,
+		log:             opts.Logger,
+		clock:           opts.Clock,
+		keystoreTimeout: opts.KeystoreTimeout,
+		pace:            time.Second / time.Duration(cfg.prefetchRate),
+		apps:            map[string]*app{},
+		lookup:          map[string]*tenant{},
+		defaultAccess:   cfg.access,
+		ctx:             ctx,
+		cancel:          cancel,
+		idpSlots:        make(chan struct{}, cfg.maxIdPRequests),
+		kick:            make(chan struct{}, 1),
 	}
 	if b.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
-		b.http = &http.Client{Transport: tr}
+		b.http, b.ownHTTP = &http.Client{Transport: tr}, true
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	for _, a := range cfg.apps {
-		b.apps[a.Name] = &app{name: a.Name, clientID: a.ClientID, scopes: a.Scopes}
+	if b.clock == nil {
+		b.clock = wallClock{}
+	}
+	if b.keystoreTimeout <= 0 {
+		b.keystoreTimeout = keystore.DefaultKeyringTimeout
+	}
+	for _, ac := range cfg.apps {
+		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, setting: make(chan struct{}, 1)}
+		a.task = task{index: -1, app: a}
+		b.apps[ac.Name] = a
 	}
 	for _, tc := range cfg.tenants {
-		name := tc.Name
 		a := b.apps[tc.App]
 		if a == nil {
-			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", name, tc.App)
+			cancel()
+			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", tc.Name, tc.App)
 		}
-		t := &tenant{name: name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access, entries: map[string]*entry{}}
+		t := &tenant{name: tc.Name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access, entries: map[string]*entry{}}
 		t.def = t.newEntry(a.scopes)
 		a.tenants = append(a.tenants, t)
 		b.tenants = append(b.tenants, t)
-		for _, alias := range append([]string{strings.ToLower(name), tc.ID}, tc.Domains...) {
+		for _, alias := range append([]string{strings.ToLower(tc.Name), tc.ID}, tc.Domains...) {
 			b.lookup[alias] = t
 		}
 	}
 	return b, nil
 }
 
-// newEntry adds the entry for a scope set. t.mu is held (or t is new).
+// newEntry adds the entry for a scope set. mu is held, or t is new.
 func (t *tenant) newEntry(scopes []string) *entry {
-	key := scopeKey(scopes)
-	e := &entry{t: t, scopes: scopes, key: t.id + " " + key}
-	t.entries[key] = e
+	e := &entry{t: t, scopes: scopes}
+	e.task = task{index: -1, entry: e}
+	t.entries[scopeKey(scopes)] = e
 	return e
 }
 
@@ -198,59 +264,70 @@ func canonicalScopes(scopes []string) []string {
 	return slices.Compact(scopes)
 }
 
-// Start fetches a token for every tenant in the background, at most
-// prefetch_concurrency at a time. It returns at once.
+// Start fetches a token for every tenant in the background, in name order,
+// paced by prefetch_rate. It returns at once; calling it again does
+// nothing.
 func (b *Broker) Start() {
-	entries := make([]*entry, len(b.tenants))
-	for i, t := range b.tenants {
-		entries[i] = t.def
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return
 	}
-	go b.acquireAll(entries)
-}
-
-// acquireAll acquires every entry, at most prefetch_concurrency at a time
-// and prefetch_rate a second, until the broker closes.
-func (b *Broker) acquireAll(entries []*entry) {
-	sem := make(chan struct{}, b.cfg.prefetchConcurrency)
-	pace := time.NewTicker(time.Second / time.Duration(b.cfg.prefetchRate))
-	defer pace.Stop()
-	for i, e := range entries {
-		if i > 0 {
-			select {
-			case <-pace.C:
-			case <-b.stop:
-				return
-			}
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-b.stop:
-			return
-		}
-		go func() {
-			defer func() { <-sem }()
-			<-b.flights.DoChan(e.key, func() (any, error) { return b.acquire(e) })
-		}()
-	}
-}
-
-// Close stops all refreshes. Acquisitions in flight finish on their own.
-func (b *Broker) Close() {
-	b.closed.Store(true)
-	b.stopOnce.Do(func() { close(b.stop) })
+	b.started = true
+	now := b.clock.Now()
 	for _, t := range b.tenants {
-		t.mu.Lock()
-		for _, e := range t.entries {
-			e.mu.Lock()
-			if e.timer != nil {
-				e.timer.Stop()
-			}
-			e.nextRefresh = time.Time{}
-			e.mu.Unlock()
+		if t.def.flight == nil && t.def.task.index < 0 {
+			b.scheduleLocked(&t.def.task, now)
 		}
-		t.mu.Unlock()
 	}
 }
+
+// Close stops the broker and waits until every goroutine it started has
+// returned: nothing is acquired or refreshed after it, and no request
+// reaches Entra ID. GetToken and SetCredential calls in progress fail with
+// KindUnavailable. Close may be called more than once.
+func (b *Broker) Close() {
+	b.mu.Lock()
+	b.closed = true
+	for b.queue.Len() > 0 {
+		b.unqueueLocked(b.queue[0])
+	}
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	if b.ownHTTP {
+		b.http.CloseIdleConnections()
+	}
+}
+
+// enter counts a caller's call that may reach Entra ID or the keystore in
+// wg, so that Close waits for it; it fails once the broker is closed.
+func (b *Broker) enter() *Error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosing()
+	}
+	b.wg.Add(1)
+	return nil
+}
+
+// goLocked runs f in a goroutine counted in wg and busy. mu is held.
+func (b *Broker) goLocked(f func()) {
+	b.busy++
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			b.mu.Lock()
+			b.busy--
+			b.mu.Unlock()
+		}()
+		f()
+	}()
+}
+
+func errClosing() *Error { return errorf(KindUnavailable, "brokerd is shutting down") }
 
 // TokenRequest asks for a token.
 type TokenRequest struct {
@@ -281,12 +358,12 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	}
 	e := t.def
 	if len(req.Scopes) > 0 && !slices.Equal(req.Scopes, t.app.scopes) {
-		if e, err = t.entryFor(req.Scopes); err != nil {
+		if e, err = b.entryFor(t, req.Scopes); err != nil {
 			return nil, err
 		}
 	}
 	tok := e.tok.Load()
-	if tok != nil && time.Until(tok.ExpiresAt) >= minValid {
+	if tok != nil && tok.ExpiresAt.Sub(b.clock.Now()) >= minValid {
 		e.hits.Add(1)
 		return tok, nil
 	}
@@ -303,36 +380,6 @@ func errMinValid(e *entry, minValid, left time.Duration) *Error {
 		minValid, e.t.name, left.Round(time.Second))
 }
 
-// waitFresh waits for an acquisition that yields a token with minValid left.
-func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
-	if f := e.failure.Load(); f != nil && time.Now().Before(f.retryAt) && f.gen == e.t.app.generation() {
-		return nil, f.withRetry()
-	}
-	ch := b.flights.DoChan(e.key, func() (any, error) { return b.acquire(e) })
-	select {
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errorf(KindDeadlineExceeded, "deadline exceeded waiting for a token for tenant %s from Entra ID", e.t.name)
-		}
-		return nil, errorf(KindCanceled, "canceled while waiting for a token for tenant %s", e.t.name)
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		tok := r.Val.(*Token)
-		if left := time.Until(tok.ExpiresAt); left < minValid {
-			return nil, errMinValid(e, minValid, left)
-		}
-		return tok, nil
-	}
-}
-
-func (f *failure) withRetry() *Error {
-	e := *f.err
-	e.Msg = fmt.Sprintf("%s (next attempt at %s)", e.Msg, f.retryAt.Format(time.RFC3339))
-	return &e
-}
-
 // resolve finds a tenant by name, id or domain.
 func (b *Broker) resolve(name string) (*tenant, error) {
 	if name == "" {
@@ -344,7 +391,7 @@ func (b *Broker) resolve(name string) (*tenant, error) {
 	if t := b.lookup[strings.ToLower(name)]; t != nil {
 		return t, nil
 	}
-	if len(name) > 256 {
+	if len(name) > maxTenantName {
 		return nil, errorf(KindInvalidArgument, "tenant name of %d bytes is too long", len(name))
 	}
 	names := make([]string, 0, min(len(b.tenants), 20))
@@ -360,204 +407,20 @@ func (b *Broker) resolve(name string) (*tenant, error) {
 
 // entryFor returns the entry for a scope set other than the app's default,
 // creating it on first use.
-func (t *tenant) entryFor(scopes []string) (*entry, error) {
+func (b *Broker) entryFor(t *tenant, scopes []string) (*entry, error) {
 	for _, s := range scopes {
 		if err := ValidateScope(s); err != nil {
 			return nil, &Error{Kind: KindInvalidArgument, Msg: err.Error()}
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e := t.entries[scopeKey(scopes)]; e != nil {
+	key := scopeKey(scopes)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := t.entries[key]; e != nil {
 		return e, nil
 	}
 	if len(t.entries) >= maxScopeSets {
 		return nil, errorf(KindInvalidArgument, "tenant %s already has %d scope sets; the broker keeps at most %d per tenant", t.name, len(t.entries), maxScopeSets)
 	}
 	return t.newEntry(canonicalScopes(scopes)), nil
-}
-
-// acquire makes one token request to Entra ID for e and schedules the
-// next: a refresh after success, a retry after failure. Only one acquire
-// per entry runs at a time (the flight group).
-func (b *Broker) acquire(e *entry) (*Token, error) {
-	tok, err := b.requestToken(e)
-	now := time.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err != nil {
-		e.failures++
-		wait := retryAfter(e.failures, err.Transient, err.RetryAfter, rand.Float64())
-		f := &failure{err: err, retryAt: now.Add(wait), gen: e.t.app.generation()}
-		e.failure.Store(f)
-		e.scheduleLocked(b, f.retryAt)
-		level := slog.LevelWarn
-		if errors.Is(err, errNoCredential) && !e.t.app.noCredWarned.CompareAndSwap(false, true) {
-			// Said once per app; thousands of tenants need not repeat it.
-			level = slog.LevelDebug
-		}
-		b.log.Log(context.Background(), level, "token acquisition failed", "tenant", e.t.name, "scopes", e.scopes,
-			"aadsts", err.AADSTS, "transient", err.Transient, "retry_at", f.retryAt, "error", err.Msg)
-		return nil, err
-	}
-	e.failures = 0
-	e.failure.Store(nil)
-	e.tok.Store(tok)
-	at := refreshAt(tok.IssuedAt, tok.ExpiresAt, time.Time{}, b.cfg.refreshBefore, rand.Float64())
-	e.scheduleLocked(b, at)
-	b.log.Debug("token acquired", "tenant", e.t.name, "scopes", e.scopes,
-		"expires_in", tok.ExpiresAt.Sub(now).Round(time.Second), "refresh_at", at)
-	return tok, nil
-}
-
-// scheduleLocked arms e's timer to acquire again at `at`. e.mu is held.
-func (e *entry) scheduleLocked(b *Broker, at time.Time) {
-	if e.timer != nil {
-		e.timer.Stop()
-	}
-	if b.closed.Load() {
-		e.nextRefresh = time.Time{}
-		return
-	}
-	e.nextRefresh = at
-	e.timer = time.AfterFunc(time.Until(at), func() {
-		b.flights.DoChan(e.key, func() (any, error) { return b.acquire(e) })
-	})
-}
-
-// requestToken asks Entra ID for a token and checks the answer. It waits
-// for one of the max_idp_requests slots first; idp_timeout starts once it
-// has one.
-func (b *Broker) requestToken(e *entry) (*Token, *Error) {
-	t := e.t
-	select {
-	case b.idpSlots <- struct{}{}:
-		defer func() { <-b.idpSlots }()
-	case <-b.stop:
-		return nil, errorf(KindUnavailable, "brokerd is shutting down")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.idpTimeout)
-	defer cancel()
-	client, err := b.client(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	e.idpRequests.Add(1)
-	issued := time.Now()
-	res, rerr := client.AcquireTokenByCredential(ctx, e.scopes)
-	if rerr != nil {
-		return nil, classifyIdPError(rerr, b.idpContext(t))
-	}
-	if res.Metadata.TokenSource != confidential.TokenSourceIdentityProvider {
-		// The empty cache accessor makes every call reach Entra ID; an
-		// answer from MSAL's cache would mean that broke.
-		return nil, errorf(KindInternal, "MSAL answered tenant %s from its own cache; refusing a token the broker did not see issued", t.name)
-	}
-	c, perr := parseClaims(res.AccessToken)
-	if perr != nil {
-		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("Entra ID returned an unusable token for tenant %s: %v", t.name, perr)}
-	}
-	if !strings.EqualFold(c.TenantID, t.id) {
-		return nil, &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID returned a token for tenant %q when tenant %s (%s) was requested; refused", c.TenantID, t.name, t.id)}
-	}
-	if lifetime := res.ExpiresOn.Sub(issued); lifetime < minLifetime || lifetime > maxLifetime {
-		return nil, &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID returned a token for tenant %s with a lifetime of %s (expires_in must be between %s and %s); refused",
-				t.name, lifetime.Round(time.Second), minLifetime, maxLifetime)}
-	}
-	return &Token{
-		AccessToken: res.AccessToken,
-		TenantID:    t.id,
-		Scopes:      e.scopes,
-		IssuedAt:    issued,
-		ExpiresAt:   res.ExpiresOn,
-		Roles:       c.Roles,
-		memo:        &memo{},
-	}, nil
-}
-
-// client returns the tenant's MSAL client for the app's current
-// credential, loading the credential and building the client when needed.
-func (b *Broker) client(ctx context.Context, t *tenant) (*confidential.Client, *Error) {
-	secret, gen, err := b.credential(ctx, t.app)
-	if err != nil {
-		return nil, err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.client != nil && t.clientGen == gen {
-		return t.client, nil
-	}
-	c, cerr := b.newClient(t, secret)
-	if cerr != nil {
-		return nil, cerr
-	}
-	t.client, t.clientGen = c, gen
-	return c, nil
-}
-
-func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Client, *Error) {
-	cred, err := confidential.NewCredFromSecret(secret.Reveal())
-	if err != nil {
-		return nil, errorf(KindFailedPrecondition, "the stored credential of app %s is unusable; brokerctl credential set --app %s", t.app.name, t.app.name)
-	}
-	opts := []confidential.Option{confidential.WithCache(noCache{}), confidential.WithHTTPClient(b.http)}
-	if !isMicrosoftLogin(b.cfg.authorityHost) {
-		opts = append(opts, confidential.WithInstanceDiscovery(false))
-	}
-	c, err := confidential.New(b.cfg.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
-	if err != nil {
-		return nil, errorf(KindInternal, "building the MSAL client for tenant %s: %v", t.name, err)
-	}
-	return &c, nil
-}
-
-// credential returns the app's secret, reading it from the store the
-// first time, and its generation.
-func (b *Broker) credential(ctx context.Context, a *app) (keystore.Secret, uint64, *Error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.secret.IsZero() {
-		return a.secret, a.gen, nil
-	}
-	s, err := b.store.Get(ctx, a.clientID)
-	switch {
-	case errors.Is(err, keystore.ErrNotFound):
-		return keystore.Secret{}, 0, &Error{Kind: KindFailedPrecondition, cause: errNoCredential, Msg: fmt.Sprintf(
-			"no credential stored for app %s (client id %s) in the %s keystore; store one with: brokerctl credential set --app %s",
-			a.name, a.clientID, b.store.Name(), a.name)}
-	case err != nil:
-		return keystore.Secret{}, 0, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("reading the credential of app %s: %v", a.name, err)}
-	}
-	a.secret = s
-	return s, a.gen, nil
-}
-
-func (a *app) generation() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.gen
-}
-
-func (b *Broker) idpContext(t *tenant) idpContext {
-	host := b.cfg.authorityHost
-	return idpContext{
-		app:        t.app.name,
-		clientID:   t.app.clientID,
-		tenantID:   t.id,
-		host:       host,
-		consentURL: fmt.Sprintf("%s/%s/adminconsent?client_id=%s", host, t.id, url.QueryEscape(t.app.clientID)),
-	}
-}
-
-// isMicrosoftLogin reports whether host is one of Microsoft's Entra ID
-// login hosts, for which MSAL's instance discovery applies.
-func isMicrosoftLogin(authorityHost string) bool {
-	switch strings.TrimPrefix(authorityHost, "https://") {
-	case "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
-		"login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn":
-		return true
-	}
-	return false
 }

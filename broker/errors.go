@@ -40,6 +40,10 @@ const (
 	KindDeadlineExceeded
 	// KindCanceled: the caller gave up.
 	KindCanceled
+	// KindOutcomeUnknown: a change may or may not have taken effect (the
+	// keystore did not answer a write in time); the message says how to
+	// find out.
+	KindOutcomeUnknown
 )
 
 // Error is what the broker returns for every failure: a kind, and a message
@@ -58,7 +62,11 @@ type Error struct {
 	// Msg is the complete message for the user.
 	Msg string
 
-	cause error // a sentinel for errors.Is, e.g. errNoCredential
+	// credential errors are about reading the app's credential from the
+	// keystore: the tenant waits until the app's credential can be read,
+	// not for a retry of its own.
+	credential bool
+	cause      error // a sentinel for errors.Is, e.g. errNoCredential
 }
 
 func (e *Error) Error() string { return e.Msg }

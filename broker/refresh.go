@@ -2,8 +2,8 @@ package broker
 
 import "time"
 
-// refreshAt is the token lifecycle rule of DESIGN.md section 4: when a token
-// issued at issued and expiring at expires should be replaced.
+// refreshAt is the refresh rule: when a token issued at issued and expiring
+// at expires should be replaced.
 //
 // The lead before expiry is refreshBefore, capped at half the lifetime so
 // that short-lived tokens are still refreshed well before they expire, plus

@@ -31,7 +31,8 @@ type TenantStatus struct {
 	State               State
 	// ExpiresAt of the cached token for the app's scopes; zero if none.
 	ExpiresAt time.Time
-	// NextRefresh is when the broker next acquires; zero if not scheduled.
+	// NextRefresh is when the broker next acquires (when the acquisition
+	// in progress started, if there is one); zero if none is scheduled.
 	NextRefresh time.Time
 	// LastError is the last failure's message; empty after a success.
 	LastError string
@@ -41,24 +42,34 @@ type TenantStatus struct {
 	CacheHits, CacheMisses, IdPRequests uint64
 }
 
-// ListTenants reports every configured tenant, sorted by name.
+// ListTenants reports every configured tenant, sorted by name. It holds
+// the broker's lock for one tenant at a time, never across I/O.
 func (b *Broker) ListTenants() []TenantStatus {
 	out := make([]TenantStatus, 0, len(b.tenants))
-	now := time.Now()
+	now := b.clock.Now()
 	for _, t := range b.tenants {
 		s := TenantStatus{Name: t.name, TenantID: t.id, App: t.app.name}
-		t.mu.Lock()
-		for _, e := range t.entries {
-			s.CacheHits += e.hits.Load()
-			s.CacheMisses += e.misses.Load()
-			s.IdPRequests += e.idpRequests.Load()
-		}
-		t.mu.Unlock()
 		e := t.def
-		tok, f := e.tok.Load(), e.failure.Load()
-		e.mu.Lock()
-		s.NextRefresh = e.nextRefresh
-		e.mu.Unlock()
+		b.mu.Lock()
+		for _, x := range t.entries {
+			s.CacheHits += x.hits.Load()
+			s.CacheMisses += x.misses.Load()
+			s.IdPRequests += x.idpRequests.Load()
+		}
+		switch {
+		case e.flight != nil && e.flight.gen == t.app.gen:
+			s.NextRefresh = e.flight.started // in progress
+		case e.parked:
+			s.NextRefresh = t.app.retryAt
+		default:
+			s.NextRefresh = e.task.due
+		}
+		f := e.failure
+		if f != nil && f.gen != t.app.gen {
+			f = nil // about a credential no longer in use; its successor is on the way
+		}
+		b.mu.Unlock()
+		tok := e.tok.Load()
 		if tok != nil && tok.ExpiresAt.After(now) {
 			s.ExpiresAt, s.Roles = tok.ExpiresAt, tok.Roles
 		}

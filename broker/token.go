@@ -28,7 +28,8 @@ type Token struct {
 	// Roles are the application permissions in the token's roles claim.
 	Roles []string
 
-	memo *memo // the adapter's encoding of the token; see Memo
+	memo      *memo     // the adapter's encoding of the token; see Memo
+	refreshOn time.Time // when Entra ID asked for a refresh (refresh_in); zero if it did not
 }
 
 // memo holds what Token.Memo built. It is behind a pointer so that Token
@@ -69,8 +70,6 @@ func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
 type claims struct {
 	TenantID string   `json:"tid"`
 	Roles    []string `json:"roles"`
-	Audience string   `json:"aud"`
-	Expiry   int64    `json:"exp"`
 }
 
 // parseClaims decodes the payload of a JWT access token.

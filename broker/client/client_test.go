@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,79 +13,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
-
-// shortTempDir returns a temporary directory short enough for socket paths
-// (sun_path is 108 bytes; t.TempDir() paths can be longer).
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "bc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// recordingBroker is a BrokerService that records requests and answers with
-// canned responses or errors.
-type recordingBroker struct {
-	brokerv1.UnimplementedBrokerServiceServer
-
-	mu       sync.Mutex
-	getReqs  []*brokerv1.GetTokenRequest
-	setReqs  []*brokerv1.SetCredentialRequest
-	getErr   error
-	tenants  []*brokerv1.TenantStatus
-	verified string
-}
-
-func (b *recordingBroker) GetToken(_ context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.getReqs = append(b.getReqs, req)
-	if b.getErr != nil {
-		return nil, b.getErr
-	}
-	return &brokerv1.GetTokenResponse{
-		AccessToken: "token-for-" + req.GetTenant(),
-		TokenType:   "Bearer",
-		ExpiresAt:   timestamppb.New(time.Unix(1_900_000_000, 0)),
-		TenantId:    "11111111-2222-3333-4444-555555555555",
-		Scopes:      req.GetScopes(),
-	}, nil
-}
-
-func (b *recordingBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return &brokerv1.ListTenantsResponse{Tenants: b.tenants}, nil
-}
-
-func (b *recordingBroker) SetCredential(_ context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.setReqs = append(b.setReqs, req)
-	return &brokerv1.SetCredentialResponse{VerifiedWithTenant: b.verified}, nil
-}
-
-// serve runs srv on a Unix socket in a short temp dir and returns its path.
-func serve(t *testing.T, srv brokerv1.BrokerServiceServer) string {
-	t.Helper()
-	path := filepath.Join(shortTempDir(t), "brokerd.sock")
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	brokerv1.RegisterBrokerServiceServer(s, srv)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return path
-}
 
 func dial(t *testing.T, path string) *Client {
 	t.Helper()
@@ -99,7 +29,7 @@ func dial(t *testing.T, path string) *Client {
 }
 
 func TestDialErrors(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := brokertest.ShortDir(t)
 
 	regular := filepath.Join(dir, "regular")
 	if err := os.WriteFile(regular, []byte("not a socket"), 0o600); err != nil {
@@ -159,7 +89,7 @@ func TestDialPermissionDenied(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root may open any socket")
 	}
-	path := serve(t, &recordingBroker{})
+	path := brokertest.Serve(t, &brokertest.FakeBroker{})
 	if err := os.Chmod(path, 0o000); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +103,7 @@ func TestDialPermissionDenied(t *testing.T) {
 }
 
 func TestDialRelativePath(t *testing.T) {
-	path := serve(t, &recordingBroker{})
+	path := brokertest.Serve(t, &brokertest.FakeBroker{})
 	t.Chdir(filepath.Dir(path))
 	c := dial(t, filepath.Base(path))
 	if _, err := c.ListTenants(context.Background()); err != nil {
@@ -182,8 +112,8 @@ func TestDialRelativePath(t *testing.T) {
 }
 
 func TestGetToken(t *testing.T) {
-	b := &recordingBroker{}
-	c := dial(t, serve(t, b))
+	b := &brokertest.FakeBroker{}
+	c := dial(t, brokertest.Serve(t, b))
 	ctx := context.Background()
 
 	resp, err := c.GetToken(ctx, "contoso", nil, 0)
@@ -197,15 +127,13 @@ func TestGetToken(t *testing.T) {
 		t.Fatalf("GetToken: %v", err)
 	}
 
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.getReqs) != 2 {
-		t.Fatalf("server saw %d requests, want 2", len(b.getReqs))
+	if len(b.GetRequests()) != 2 {
+		t.Fatalf("server saw %d requests, want 2", len(b.GetRequests()))
 	}
-	if first := b.getReqs[0]; first.GetTenant() != "contoso" || first.MinValid != nil || len(first.GetScopes()) != 0 {
+	if first := b.GetRequests()[0]; first.GetTenant() != "contoso" || first.MinValid != nil || len(first.GetScopes()) != 0 {
 		t.Errorf("first request = %v, want tenant contoso with min_valid and scopes unset", first)
 	}
-	second := b.getReqs[1]
+	second := b.GetRequests()[1]
 	if second.GetTenant() != "fabrikam" || second.GetMinValid().AsDuration() != 10*time.Minute ||
 		len(second.GetScopes()) != 1 || second.GetScopes()[0] != "https://graph.microsoft.com/.default" {
 		t.Errorf("second request = %v", second)
@@ -213,23 +141,21 @@ func TestGetToken(t *testing.T) {
 }
 
 func TestGetTokenNegativeMinValid(t *testing.T) {
-	b := &recordingBroker{}
-	c := dial(t, serve(t, b))
+	b := &brokertest.FakeBroker{}
+	c := dial(t, brokertest.Serve(t, b))
 	_, err := c.GetToken(context.Background(), "contoso", nil, -time.Second)
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("code = %v, want InvalidArgument (err: %v)", status.Code(err), err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.getReqs) != 0 {
+	if len(b.GetRequests()) != 0 {
 		t.Errorf("the request reached the server")
 	}
 }
 
 func TestServerStatusPassedThrough(t *testing.T) {
 	const msg = "no credential stored for app partner: run `brokerctl credential set --app partner`"
-	b := &recordingBroker{getErr: status.Error(codes.FailedPrecondition, msg)}
-	c := dial(t, serve(t, b))
+	b := &brokertest.FakeBroker{GetErr: status.Error(codes.FailedPrecondition, msg)}
+	c := dial(t, brokertest.Serve(t, b))
 	_, err := c.GetToken(context.Background(), "contoso", nil, 0)
 	st := status.Convert(err)
 	if st.Code() != codes.FailedPrecondition || st.Message() != msg {
@@ -242,7 +168,7 @@ func TestListTenants(t *testing.T) {
 		{Name: "contoso", TenantId: "t1", App: "partner", State: brokerv1.TenantState_TENANT_STATE_READY},
 		{Name: "fabrikam", TenantId: "t2", App: "partner", State: brokerv1.TenantState_TENANT_STATE_FAILED, LastError: "boom"},
 	}
-	c := dial(t, serve(t, &recordingBroker{tenants: want}))
+	c := dial(t, brokertest.Serve(t, &brokertest.FakeBroker{Tenants: want}))
 	got, err := c.ListTenants(context.Background())
 	if err != nil {
 		t.Fatalf("ListTenants: %v", err)
@@ -258,8 +184,8 @@ func TestListTenants(t *testing.T) {
 }
 
 func TestSetCredential(t *testing.T) {
-	b := &recordingBroker{verified: "contoso"}
-	c := dial(t, serve(t, b))
+	b := &brokertest.FakeBroker{SetResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
+	c := dial(t, brokertest.Serve(t, b))
 	resp, err := c.SetCredential(context.Background(), "partner", "s3cr3t~value")
 	if err != nil {
 		t.Fatalf("SetCredential: %v", err)
@@ -267,23 +193,21 @@ func TestSetCredential(t *testing.T) {
 	if resp.GetVerifiedWithTenant() != "contoso" {
 		t.Errorf("verified_with_tenant = %q", resp.GetVerifiedWithTenant())
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.setReqs) != 1 || b.setReqs[0].GetApp() != "partner" || b.setReqs[0].GetClientSecret() != "s3cr3t~value" {
-		t.Errorf("server saw %v", b.setReqs)
+	if len(b.SetRequests()) != 1 || b.SetRequests()[0].GetApp() != "partner" || b.SetRequests()[0].GetClientSecret() != "s3cr3t~value" {
+		t.Errorf("server saw %v", b.SetRequests())
 	}
 }
 
 // TestDaemonGoneAfterDial checks that a daemon that stops after Dial gives
 // an UNAVAILABLE error that names the socket.
 func TestDaemonGoneAfterDial(t *testing.T) {
-	path := filepath.Join(shortTempDir(t), "brokerd.sock")
+	path := filepath.Join(brokertest.ShortDir(t), "brokerd.sock")
 	lis, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	brokerv1.RegisterBrokerServiceServer(s, &recordingBroker{})
+	brokerv1.RegisterBrokerServiceServer(s, &brokertest.FakeBroker{})
 	go s.Serve(lis)
 	c := dial(t, path)
 	s.Stop() // closes the listener and removes the socket file
@@ -298,7 +222,7 @@ func TestDaemonGoneAfterDial(t *testing.T) {
 }
 
 func TestCloseIsClean(t *testing.T) {
-	c, err := Dial(serve(t, &recordingBroker{}))
+	c, err := Dial(brokertest.Serve(t, &brokertest.FakeBroker{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,10 +164,13 @@ var kindToCode = map[broker.Kind]codes.Code{
 	broker.KindUnavailable:        codes.Unavailable,
 	broker.KindDeadlineExceeded:   codes.DeadlineExceeded,
 	broker.KindCanceled:           codes.Canceled,
+	// DEADLINE_EXCEEDED is gRPC's code for a change that may have taken
+	// effect although its answer did not arrive in time.
+	broker.KindOutcomeUnknown: codes.DeadlineExceeded,
 }
 
-// toStatus is the one place core errors become gRPC statuses (DESIGN.md
-// section 3). The message is the core's, which says what to do.
+// toStatus is the one place core errors become gRPC statuses. The message
+// is the core's, which says what to do.
 func toStatus(err error) error {
 	var be *broker.Error
 	if errors.As(err, &be) {

@@ -1,0 +1,318 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/tokenbroker/tokenbroker/keystore"
+)
+
+// The token lifetimes the broker believes. Entra ID issues 60-90 minutes
+// (10 minutes to 24 hours with a token lifetime policy); tests use seconds.
+const (
+	minLifetime = 5 * time.Second
+	maxLifetime = 24 * time.Hour
+)
+
+// flight is one acquisition of an entry's token. Its result fields are
+// written before done is closed and only read after.
+type flight struct {
+	gen        uint64    // the app's credential generation it acquires with
+	background bool      // started by the scheduler (counts against prefetch_concurrency)
+	started    time.Time // on the broker's clock
+	done       chan struct{}
+
+	tok   *Token
+	err   *Error
+	stale bool // overtaken by a credential change: its result was not applied
+}
+
+// errStale is the cause of a flight's error when the credential it was
+// started with was replaced before it could use it.
+var errStale = errors.New("the credential changed")
+
+// startFlightLocked starts an acquisition of e with the app's current
+// credential generation and makes it e's current flight. mu is held.
+func (b *Broker) startFlightLocked(e *entry, background bool) *flight {
+	f := &flight{gen: e.t.app.gen, background: background, started: b.clock.Now(), done: make(chan struct{})}
+	e.flight = f
+	e.parked = false
+	b.unqueueLocked(&e.task)
+	b.goLocked(func() {
+		tok, err := b.acquire(e, f)
+		b.land(e, f, tok, err)
+	})
+	return f
+}
+
+// waitFresh waits for an acquisition that yields a token with minValid
+// left: the entry's current flight, or a new one. A caller inside the
+// retry window of a recorded failure gets that failure at once.
+func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, errClosing()
+		}
+		now := b.clock.Now()
+		if tok := e.tok.Load(); tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
+			b.mu.Unlock()
+			return tok, nil // landed while this caller looked
+		}
+		f := e.flight
+		if f == nil || f.gen != e.t.app.gen {
+			if fl := e.failure; fl != nil && fl.gen == e.t.app.gen && now.Before(fl.retryAt) {
+				b.mu.Unlock()
+				return nil, fl.withRetry()
+			}
+			f = b.startFlightLocked(e, false)
+		}
+		b.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, errorf(KindDeadlineExceeded, "deadline exceeded waiting for a token for tenant %s from Entra ID", e.t.name)
+			}
+			return nil, errorf(KindCanceled, "canceled while waiting for a token for tenant %s", e.t.name)
+		case <-f.done:
+		}
+		switch {
+		case f.stale:
+			continue // the credential changed: wait for the flight that uses the new one
+		case f.err != nil:
+			return nil, f.err
+		}
+		if left := f.tok.ExpiresAt.Sub(b.clock.Now()); left < minValid {
+			return nil, errMinValid(e, minValid, left)
+		}
+		return f.tok, nil
+	}
+}
+
+func (f *failure) withRetry() *Error {
+	e := *f.err
+	e.Msg = fmt.Sprintf("%s (next attempt at %s)", e.Msg, f.retryAt.Format(time.RFC3339))
+	return &e
+}
+
+// acquire gets a token for e with generation f.gen of the app's
+// credential: the credential first (which may read the keystore), then an
+// IdP slot, then the request.
+func (b *Broker) acquire(e *entry, f *flight) (*Token, *Error) {
+	secret, err := b.credential(e.t.app, f.gen)
+	if err != nil {
+		return nil, err
+	}
+	client, err := b.client(e.t, secret, f.gen)
+	if err != nil {
+		return nil, err
+	}
+	return b.requestToken(e, client)
+}
+
+// land applies a flight's result to its entry, if the flight is still the
+// entry's and its credential is still the app's, and schedules what comes
+// next: a refresh after a success, a retry after a failure, nothing while
+// the entry waits for its app's credential.
+func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
+	now := b.clock.Now()
+	a := e.t.app
+	logLevel, logMsg := slog.LevelDebug, ""
+	var logArgs []any
+
+	b.mu.Lock()
+	f.tok, f.err = tok, err
+	if f.background {
+		b.background--
+		b.kickLocked()
+	}
+	switch {
+	case e.flight != f || f.gen != a.gen:
+		f.stale = true
+		if e.flight == f {
+			e.flight = nil
+		}
+		logMsg = "result of an acquisition with a replaced credential dropped"
+		logArgs = []any{"tenant", e.t.name}
+	case err != nil:
+		e.flight = nil
+		e.failures++
+		if err.credential {
+			b.parkLocked(e, err)
+			logLevel = slog.LevelWarn
+			if a.noCredWarned {
+				// Said once per app; thousands of tenants need not repeat it.
+				logLevel = slog.LevelDebug
+			}
+			a.noCredWarned = true
+		} else {
+			at := now.Add(retryAfter(e.failures, err.Transient, err.RetryAfter, rand.Float64()))
+			e.failure = &failure{err: err, retryAt: at, gen: f.gen}
+			b.scheduleLocked(&e.task, at)
+			logLevel = slog.LevelWarn
+		}
+		logMsg = "token acquisition failed"
+		logArgs = []any{"tenant", e.t.name, "scopes", e.scopes, "aadsts", err.AADSTS, "transient", err.Transient,
+			"retry_at", e.failure.retryAt, "error", err.Msg}
+	default:
+		e.flight, e.failure, e.failures = nil, nil, 0
+		e.tok.Store(tok)
+		at := refreshAt(tok.IssuedAt, tok.ExpiresAt, tok.refreshOn, b.cfg.refreshBefore, rand.Float64())
+		b.scheduleLocked(&e.task, at)
+		logMsg = "token acquired"
+		logArgs = []any{"tenant", e.t.name, "scopes", e.scopes, "expires_in", tok.ExpiresAt.Sub(now).Round(time.Second), "refresh_at", at}
+	}
+	close(f.done)
+	b.mu.Unlock()
+	b.log.Log(context.Background(), logLevel, logMsg, logArgs...)
+}
+
+// parkLocked records that e failed for want of its app's credential: it
+// waits for the app's next keystore read (loadCredential wakes it) rather
+// than for a retry of its own. mu is held.
+func (b *Broker) parkLocked(e *entry, err *Error) {
+	a := e.t.app
+	e.parked = true
+	e.failure = &failure{err: err, retryAt: a.retryAt, gen: a.gen}
+	b.unqueueLocked(&e.task)
+}
+
+// client returns the tenant's MSAL client for generation gen of the app's
+// credential, building it outside the lock when the credential changed.
+func (b *Broker) client(t *tenant, secret keystore.Secret, gen uint64) (*confidential.Client, *Error) {
+	b.mu.Lock()
+	c, cgen := t.client, t.clientGen
+	b.mu.Unlock()
+	if c != nil && cgen == gen {
+		return c, nil
+	}
+	c, err := b.newClient(t, secret)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if t.client == nil || t.clientGen < gen {
+		t.client, t.clientGen = c, gen
+	}
+	b.mu.Unlock()
+	return c, nil
+}
+
+func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Client, *Error) {
+	cred, err := confidential.NewCredFromSecret(secret.Reveal())
+	if err != nil {
+		return nil, errorf(KindFailedPrecondition, "the stored credential of app %s is unusable; brokerctl credential set --app %s", t.app.name, t.app.name)
+	}
+	opts := []confidential.Option{confidential.WithCache(noCache{}), confidential.WithHTTPClient(b.http)}
+	if !isMicrosoftLogin(b.cfg.authorityHost) {
+		opts = append(opts, confidential.WithInstanceDiscovery(false))
+	}
+	c, err := confidential.New(b.cfg.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
+	if err != nil {
+		return nil, errorf(KindInternal, "building the MSAL client for tenant %s: %v", t.name, err)
+	}
+	return &c, nil
+}
+
+// askIdP makes one token request to Entra ID, holding one of the
+// max_idp_requests slots for it; idp_timeout starts once it has one. The
+// request ends when ctx or the broker does.
+func (b *Broker) askIdP(ctx context.Context, client *confidential.Client, scopes []string) (confidential.AuthResult, error) {
+	select {
+	case b.idpSlots <- struct{}{}:
+		defer func() { <-b.idpSlots }()
+	case <-ctx.Done():
+		return confidential.AuthResult{}, ctx.Err()
+	case <-b.ctx.Done():
+		return confidential.AuthResult{}, errClosing()
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.idpTimeout)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+	if b.ctx.Err() != nil {
+		return confidential.AuthResult{}, errClosing()
+	}
+	return client.AcquireTokenByCredential(ctx, scopes)
+}
+
+// requestToken asks Entra ID for e's token and checks the answer.
+func (b *Broker) requestToken(e *entry, client *confidential.Client) (*Token, *Error) {
+	t := e.t
+	e.idpRequests.Add(1)
+	sent := time.Now()
+	res, err := b.askIdP(b.ctx, client, e.scopes)
+	received := time.Now()
+	if err != nil {
+		if b.ctx.Err() != nil {
+			return nil, errClosing()
+		}
+		return nil, classifyIdPError(err, b.idpContext(t))
+	}
+	if res.Metadata.TokenSource != confidential.TokenSourceIdentityProvider {
+		// The empty cache accessor makes every call reach Entra ID; an
+		// answer from MSAL's cache would mean that broke.
+		return nil, errorf(KindInternal, "MSAL answered tenant %s from its own cache; refusing a token the broker did not see issued", t.name)
+	}
+	c, perr := parseClaims(res.AccessToken)
+	if perr != nil {
+		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("Entra ID returned an unusable token for tenant %s: %v", t.name, perr)}
+	}
+	if !strings.EqualFold(c.TenantID, t.id) {
+		return nil, &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID returned a token for tenant %q when tenant %s (%s) was requested; refused", c.TenantID, t.name, t.id)}
+	}
+	if lifetime := res.ExpiresOn.Sub(sent); lifetime < minLifetime || lifetime > maxLifetime {
+		return nil, &Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID returned a token for tenant %s with a lifetime of %s (expires_in must be between %s and %s); refused",
+				t.name, lifetime.Round(time.Second), minLifetime, maxLifetime)}
+	}
+	// MSAL turns expires_in (and refresh_in) into wall-clock times as the
+	// reply arrives. Keep what is left of them, on the broker's clock.
+	issued := b.clock.Now()
+	tok := &Token{
+		AccessToken: res.AccessToken,
+		TenantID:    t.id,
+		Scopes:      e.scopes,
+		IssuedAt:    issued,
+		ExpiresAt:   issued.Add(res.ExpiresOn.Sub(received)),
+		Roles:       c.Roles,
+		memo:        &memo{},
+	}
+	if on := res.Metadata.RefreshOn; !on.IsZero() {
+		tok.refreshOn = issued.Add(on.Sub(received))
+	}
+	return tok, nil
+}
+
+func (b *Broker) idpContext(t *tenant) idpContext {
+	host := b.cfg.authorityHost
+	return idpContext{
+		app:        t.app.name,
+		clientID:   t.app.clientID,
+		tenantID:   t.id,
+		host:       host,
+		consentURL: fmt.Sprintf("%s/%s/adminconsent?client_id=%s", host, t.id, url.QueryEscape(t.app.clientID)),
+	}
+}
+
+// isMicrosoftLogin reports whether host is one of Microsoft's Entra ID
+// login hosts, for which MSAL's instance discovery applies.
+func isMicrosoftLogin(authorityHost string) bool {
+	switch strings.TrimPrefix(authorityHost, "https://") {
+	case "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
+		"login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn":
+		return true
+	}
+	return false
+}
