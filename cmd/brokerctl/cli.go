@@ -16,51 +16,6 @@ import (
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
-// Exit statuses; see the package comment and the root command's help.
-const (
-	exitOK          = 0
-	exitError       = 1 // internal, unknown or other error
-	exitUsage       = 2 // bad command line or input, INVALID_ARGUMENT
-	exitNotFound    = 3 // NOT_FOUND
-	exitDenied      = 4 // PERMISSION_DENIED, UNAUTHENTICATED
-	exitMustAct     = 5 // FAILED_PRECONDITION: a person must act
-	exitUnavailable = 6 // UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED: retry later
-)
-
-const exitStatusHelp = `Errors are one line on stderr: "brokerctl: ", the gRPC status code and
-brokerd's message, which says what to do. The exit status tells scripts what
-kind of failure it was:
-
-  0  success
-  1  internal, unknown or other error
-  2  usage error (bad flags or input), or INVALID_ARGUMENT
-  3  NOT_FOUND: the tenant or app is not configured, or the tenant does not exist
-  4  PERMISSION_DENIED or UNAUTHENTICATED: this user may not do that
-  5  FAILED_PRECONDITION: a person must act (store or rotate the credential,
-     grant admin consent)
-  6  UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED, or brokerd is not
-     running: retry later`
-
-// exitStatus maps a gRPC status code to brokerctl's exit status.
-func exitStatus(code codes.Code) int {
-	switch code {
-	case codes.OK:
-		return exitOK
-	case codes.InvalidArgument:
-		return exitUsage
-	case codes.NotFound:
-		return exitNotFound
-	case codes.PermissionDenied, codes.Unauthenticated:
-		return exitDenied
-	case codes.FailedPrecondition:
-		return exitMustAct
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		return exitUnavailable
-	default:
-		return exitError
-	}
-}
-
 // usageError is a mistake on the command line or in the input: exit status
 // 2. showUsage adds the command's usage after the error line, for mistakes
 // in flags and arguments.
@@ -130,7 +85,7 @@ The socket is the first of: --socket, $BROKERD_SOCKET,
 $XDG_RUNTIME_DIR/brokerd/brokerd.sock, and /run/brokerd/brokerd.sock when
 run as root. Every call to brokerd must finish within --timeout.
 
-` + exitStatusHelp,
+` + exitStatusHelp(),
 		Example: `  # Print a token for tenant contoso
   brokerctl get --tenant contoso
 

@@ -2,110 +2,27 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
-
-// fakeBroker is a BrokerService with canned answers that records what it is
-// asked.
-type fakeBroker struct {
-	brokerv1.UnimplementedBrokerServiceServer
-
-	mu       sync.Mutex
-	getReqs  []*brokerv1.GetTokenRequest
-	getResp  *brokerv1.GetTokenResponse
-	getErr   error
-	getBlock bool // GetToken waits until the caller gives up
-	tenants  []*brokerv1.TenantStatus
-	listErr  error
-	setReqs  []*brokerv1.SetCredentialRequest
-	setResp  *brokerv1.SetCredentialResponse
-	setErr   error
-	calls    int
-}
-
-func (b *fakeBroker) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
-	b.mu.Lock()
-	b.calls++
-	b.getReqs = append(b.getReqs, req)
-	block, resp, err := b.getBlock, b.getResp, b.getErr
-	b.mu.Unlock()
-	if block {
-		<-ctx.Done()
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-	return resp, err
-}
-
-func (b *fakeBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.calls++
-	if b.listErr != nil {
-		return nil, b.listErr
-	}
-	return &brokerv1.ListTenantsResponse{Tenants: b.tenants}, nil
-}
-
-func (b *fakeBroker) SetCredential(_ context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.calls++
-	b.setReqs = append(b.setReqs, req)
-	return b.setResp, b.setErr
-}
-
-func (b *fakeBroker) callCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.calls
-}
-
-// shortTempDir returns a temporary directory short enough for socket paths
-// (sun_path is 108 bytes).
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "bc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// serve runs b as a gRPC server on a Unix socket and returns the socket.
-func serve(t *testing.T, b *fakeBroker) string {
-	t.Helper()
-	path := filepath.Join(shortTempDir(t), "brokerd.sock")
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	brokerv1.RegisterBrokerServiceServer(srv, b)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return path
-}
 
 // testNow is the clock of every CLI run in these tests.
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -128,29 +45,27 @@ func runCLI(t *testing.T, stdin string, args ...string) result {
 
 func TestGetPrintsOnlyTheToken(t *testing.T) {
 	const token = "eyJ0eXAiOiJKV1QifQ.eyJ0aWQiOiJ0MSJ9.c2ln"
-	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{
+	b := &brokertest.FakeBroker{GetResp: &brokerv1.GetTokenResponse{
 		AccessToken: token,
 		TokenType:   "Bearer",
 		ExpiresAt:   timestamppb.New(testNow.Add(time.Hour)),
 		TenantId:    "11111111-2222-3333-4444-555555555555",
 	}}
-	sock := serve(t, b)
+	sock := brokertest.Serve(t, b)
 
 	r := runCLI(t, "", "--socket", sock, "get", "--tenant", "contoso")
 	if r.code != 0 || r.stdout != token+"\n" || r.stderr != "" {
 		t.Fatalf("get = %+v, want code 0, stdout exactly the token and a newline, empty stderr", r)
 	}
-	b.mu.Lock()
-	req := b.getReqs[0]
-	b.mu.Unlock()
+	req := b.GetRequests()[0]
 	if req.GetTenant() != "contoso" || req.GetScopes() != nil || req.MinValid != nil {
 		t.Errorf("request = %v, want tenant contoso, scopes and min_valid unset", req)
 	}
 }
 
 func TestGetSendsScopesAndMinValid(t *testing.T) {
-	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
-	sock := serve(t, b)
+	b := &brokertest.FakeBroker{GetResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
+	sock := brokertest.Serve(t, b)
 
 	r := runCLI(t, "", "get", "--socket", sock, "--tenant", "contoso.onmicrosoft.com",
 		"--scope", "https://api.securitycenter.microsoft.com/.default",
@@ -158,9 +73,7 @@ func TestGetSendsScopesAndMinValid(t *testing.T) {
 	if r.code != 0 || r.stdout != "tok\n" {
 		t.Fatalf("get = %+v", r)
 	}
-	b.mu.Lock()
-	req := b.getReqs[0]
-	b.mu.Unlock()
+	req := b.GetRequests()[0]
 	wantScopes := []string{"https://api.securitycenter.microsoft.com/.default", "https://graph.microsoft.com/.default"}
 	if req.GetTenant() != "contoso.onmicrosoft.com" || !slices.Equal(req.GetScopes(), wantScopes) ||
 		req.GetMinValid().AsDuration() != 30*time.Minute {
@@ -169,8 +82,8 @@ func TestGetSendsScopesAndMinValid(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	b := &fakeBroker{getResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
-	sock := serve(t, b)
+	b := &brokertest.FakeBroker{GetResp: &brokerv1.GetTokenResponse{AccessToken: "tok"}}
+	sock := brokertest.Serve(t, b)
 
 	tests := []struct {
 		name      string
@@ -227,7 +140,7 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	if n := b.callCount(); n != 0 {
+	if n := b.Calls(); n != 0 {
 		t.Errorf("usage errors made %d calls to brokerd, want 0", n)
 	}
 }
@@ -255,8 +168,8 @@ func TestExitStatusByCode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.code.String(), func(t *testing.T) {
 			msg := "what to do about " + tt.code.String() + ": see https://example.test/" + tt.code.String()
-			b := &fakeBroker{getErr: status.Error(tt.code, msg)}
-			sock := serve(t, b)
+			b := &brokertest.FakeBroker{GetErr: status.Error(tt.code, msg)}
+			sock := brokertest.Serve(t, b)
 			r := runCLI(t, "", "--socket", sock, "get", "--tenant", "contoso")
 			if r.code != tt.want {
 				t.Errorf("exit status = %d, want %d", r.code, tt.want)
@@ -270,7 +183,7 @@ func TestExitStatusByCode(t *testing.T) {
 }
 
 func TestExitStatusLocalFailures(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := brokertest.ShortDir(t)
 	missing := filepath.Join(dir, "missing.sock")
 	regular := filepath.Join(dir, "regular")
 	if err := os.WriteFile(regular, nil, 0o600); err != nil {
@@ -283,8 +196,8 @@ func TestExitStatusLocalFailures(t *testing.T) {
 	}
 	lis.SetUnlinkOnClose(false)
 	lis.Close()
-	slow := serve(t, &fakeBroker{getBlock: true})
-	empty := serve(t, &fakeBroker{getResp: &brokerv1.GetTokenResponse{}})
+	slow := brokertest.Serve(t, &brokertest.FakeBroker{GetBlock: true})
+	empty := brokertest.Serve(t, &brokertest.FakeBroker{GetResp: &brokerv1.GetTokenResponse{}})
 
 	tests := []struct {
 		name   string
@@ -327,8 +240,8 @@ func TestCredentialSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
-			sock := serve(t, b)
+			b := &brokertest.FakeBroker{SetResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
+			sock := brokertest.Serve(t, b)
 			r := runCLI(t, tt.stdin, "--socket", sock, "credential", "set", "--app", "partner")
 			if r.code != 0 {
 				t.Fatalf("credential set = %+v", r)
@@ -339,10 +252,8 @@ func TestCredentialSet(t *testing.T) {
 			if r.stderr != "" {
 				t.Errorf("stderr = %q, want empty", r.stderr)
 			}
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if len(b.setReqs) != 1 || b.setReqs[0].GetApp() != "partner" || b.setReqs[0].GetClientSecret() != tt.want {
-				t.Errorf("brokerd received %v, want app partner with secret %q", b.setReqs, tt.want)
+			if len(b.SetRequests()) != 1 || b.SetRequests()[0].GetApp() != "partner" || b.SetRequests()[0].GetClientSecret() != tt.want {
+				t.Errorf("brokerd received %v, want app partner with secret %q", b.SetRequests(), tt.want)
 			}
 			assertNoSecret(t, r, secret)
 		})
@@ -350,8 +261,8 @@ func TestCredentialSet(t *testing.T) {
 }
 
 func TestCredentialSetNotVerified(t *testing.T) {
-	b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{}}
-	r := runCLI(t, "s3cr3t\n", "--socket", serve(t, b), "credential", "set", "--app", "partner")
+	b := &brokertest.FakeBroker{SetResp: &brokerv1.SetCredentialResponse{}}
+	r := runCLI(t, "s3cr3t\n", "--socket", brokertest.Serve(t, b), "credential", "set", "--app", "partner")
 	want := "credential for app partner stored (not verified: the app has no tenant to verify it with)\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("got %+v, want stdout %q", r, want)
@@ -374,12 +285,12 @@ func TestCredentialSetRefusesBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &fakeBroker{setResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
-			r := runCLI(t, tt.stdin, "--socket", serve(t, b), "credential", "set", "--app", "partner")
+			b := &brokertest.FakeBroker{SetResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
+			r := runCLI(t, tt.stdin, "--socket", brokertest.Serve(t, b), "credential", "set", "--app", "partner")
 			if r.code != exitUsage || r.stderr != tt.stderr || r.stdout != "" {
 				t.Errorf("got %+v\nwant code 2, stderr %q", r, tt.stderr)
 			}
-			if n := b.callCount(); n != 0 {
+			if n := b.Calls(); n != 0 {
 				t.Errorf("brokerd received %d calls, want 0", n)
 			}
 			assertNoSecret(t, r, secret)
@@ -390,10 +301,34 @@ func TestCredentialSetRefusesBadInput(t *testing.T) {
 func TestCredentialSetRejectedByBrokerd(t *testing.T) {
 	const secret = "Xy8Q~wrong.secret_value"
 	const msg = "Entra ID rejected the new secret for app partner (AADSTS7000215: invalid client secret); the old one is kept: check that you copied the secret value, not its id"
-	b := &fakeBroker{setErr: status.Error(codes.FailedPrecondition, msg)}
-	r := runCLI(t, secret+"\n", "--socket", serve(t, b), "credential", "set", "--app", "partner")
+	b := &brokertest.FakeBroker{SetErr: status.Error(codes.FailedPrecondition, msg)}
+	r := runCLI(t, secret+"\n", "--socket", brokertest.Serve(t, b), "credential", "set", "--app", "partner")
 	if want := "brokerctl: FailedPrecondition: " + msg + "\n"; r.code != exitMustAct || r.stderr != want || r.stdout != "" {
 		t.Errorf("got %+v\nwant code 5, stderr %q", r, want)
+	}
+	assertNoSecret(t, r, secret)
+}
+
+// When the answer to credential set is lost, the secret may or may not be
+// stored: brokerctl says so and how to check, whether brokerd reported it
+// (its keystore did not answer) or brokerctl's own --timeout ran out.
+func TestCredentialSetOutcomeUnknown(t *testing.T) {
+	const secret = "Xy8Q~unknown.outcome_value"
+	const msg = "the keyring keystore did not answer in time: the new credential of app partner may or may not be stored. brokerd reads the keystore again and uses whatever it holds; check with `brokerctl tenants` in a minute"
+	b := &brokertest.FakeBroker{SetErr: status.Error(codes.DeadlineExceeded, msg)}
+	r := runCLI(t, secret+"\n", "--socket", brokertest.Serve(t, b), "credential", "set", "--app", "partner")
+	if want := "brokerctl: DeadlineExceeded: " + msg + "\n"; r.code != exitUnavailable || r.stderr != want {
+		t.Errorf("brokerd's report: got %+v\nwant code 6, stderr %q", r, want)
+	}
+	assertNoSecret(t, r, secret)
+
+	b = &brokertest.FakeBroker{SetBlock: true}
+	r = runCLI(t, secret+"\n", "--socket", brokertest.Serve(t, b), "--timeout", "200ms", "credential", "set", "--app", "partner")
+	for _, want := range []string{"brokerctl: DeadlineExceeded: brokerd did not answer within --timeout 200ms",
+		"may or may not have been stored", "`brokerctl tenants`", "brokerctl credential set --app partner"} {
+		if r.code != exitUnavailable || !strings.Contains(r.stderr, want) {
+			t.Errorf("own timeout: got %+v, want code 6 and %q", r, want)
+		}
 	}
 	assertNoSecret(t, r, secret)
 }
@@ -450,7 +385,7 @@ func cannedTenants() []*brokerv1.TenantStatus {
 }
 
 func TestTenantsTable(t *testing.T) {
-	sock := serve(t, &fakeBroker{tenants: cannedTenants()})
+	sock := brokertest.Serve(t, &brokertest.FakeBroker{Tenants: cannedTenants()})
 	r := runCLI(t, "", "--socket", sock, "tenants")
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("tenants = %+v", r)
@@ -468,7 +403,7 @@ func TestTenantsTable(t *testing.T) {
 }
 
 func TestTenantsTableEmpty(t *testing.T) {
-	r := runCLI(t, "", "--socket", serve(t, &fakeBroker{}), "tenants", "-o", "table")
+	r := runCLI(t, "", "--socket", brokertest.Serve(t, &brokertest.FakeBroker{}), "tenants", "-o", "table")
 	want := "NAME  TENANT ID  APP  STATE  EXPIRES IN  NEXT REFRESH  LAST ERROR\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("got %+v, want stdout %q", r, want)
@@ -477,7 +412,7 @@ func TestTenantsTableEmpty(t *testing.T) {
 
 func TestTenantsJSON(t *testing.T) {
 	canned := cannedTenants()
-	sock := serve(t, &fakeBroker{tenants: canned})
+	sock := brokertest.Serve(t, &brokertest.FakeBroker{Tenants: canned})
 	r := runCLI(t, "", "--socket", sock, "tenants", "--output", "json")
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("tenants = %+v", r)
@@ -520,7 +455,7 @@ func TestTenantsJSON(t *testing.T) {
 
 func TestTenantsRPCError(t *testing.T) {
 	const msg = "caller uid 1001 may not list tenants"
-	sock := serve(t, &fakeBroker{listErr: status.Error(codes.PermissionDenied, msg)})
+	sock := brokertest.Serve(t, &brokertest.FakeBroker{ListErr: status.Error(codes.PermissionDenied, msg)})
 	for _, output := range []string{"table", "json"} {
 		r := runCLI(t, "", "--socket", sock, "tenants", "--output", output)
 		if want := "brokerctl: PermissionDenied: " + msg + "\n"; r.code != exitDenied || r.stderr != want || r.stdout != "" {
@@ -570,7 +505,7 @@ func TestRootHelpDocumentsExitStatus(t *testing.T) {
 		codes.OK: 0, codes.Internal: 1, codes.InvalidArgument: 2, codes.NotFound: 3,
 		codes.PermissionDenied: 4, codes.FailedPrecondition: 5, codes.Unavailable: 6,
 	} {
-		if !strings.Contains(exitStatusHelp, "  "+string(rune('0'+want))+"  ") || exitStatus(code) != want {
+		if !strings.Contains(exitStatusHelp(), "  "+string(rune('0'+want))+"  ") || exitStatus(code) != want {
 			t.Errorf("exit status of %v = %d, want %d", code, exitStatus(code), want)
 		}
 	}
@@ -584,7 +519,7 @@ func TestCompletionCommand(t *testing.T) {
 }
 
 func TestTenantFlagCompletion(t *testing.T) {
-	sock := serve(t, &fakeBroker{tenants: cannedTenants()})
+	sock := brokertest.Serve(t, &brokertest.FakeBroker{Tenants: cannedTenants()})
 	r := runCLI(t, "", "__complete", "--socket", sock, "get", "--tenant", "")
 	if r.code != 0 || !strings.Contains(r.stdout, "contoso\t11111111-2222-3333-4444-555555555555\n") ||
 		!strings.Contains(r.stdout, "wingtip\t") {
@@ -593,5 +528,41 @@ func TestTenantFlagCompletion(t *testing.T) {
 	r = runCLI(t, "", "__complete", "--socket", sock, "credential", "set", "--app", "")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "partner\nother\n") {
 		t.Errorf("completion of --app: %+v", r)
+	}
+}
+
+// The README's exit status table says what exitTable does.
+func TestREADMEExitTable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]codes.Code{}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		byName[strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(c.String(), "${1}_$2"))] = c
+	}
+	row := regexp.MustCompile(`(?m)^\| ([0-9]) \| ([A-Z_, a-z]+) \|`)
+	seen := map[int]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		status := int(m[1][0] - '0')
+		seen[status] = true
+		for _, name := range strings.Split(m[2], ", ") {
+			if name == "others" {
+				continue
+			}
+			c, ok := byName[name]
+			if !ok {
+				t.Errorf("README exit %d: unknown code %q", status, name)
+				continue
+			}
+			if got := exitStatus(c); got != status {
+				t.Errorf("README says %s exits %d; brokerctl exits %d", name, status, got)
+			}
+		}
+	}
+	for _, r := range exitTable {
+		if !seen[r.status] {
+			t.Errorf("exit status %d is not in the README's table", r.status)
+		}
 	}
 }

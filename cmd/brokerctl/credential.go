@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
@@ -40,7 +42,13 @@ func (c *cli) credentialSetCommand() *cobra.Command {
 		Short: "Store a new client secret for an app",
 		Long: `Set stores a new client secret for a configured app. brokerd first
 verifies it by acquiring a token in one of the app's tenants, and keeps the
-old secret if that fails.
+old secret if that fails. A keystore that cannot store secrets (systemd
+credentials) is reported before anything is sent to Entra ID.
+
+When the answer is lost (brokerd or its keyring did not answer within the
+timeout), the secret may or may not have been stored: set says so and exits
+6. brokerd then reads its keystore again and uses whatever it holds; check
+with "brokerctl tenants".
 
 The secret is read from stdin, never from the command line: command lines
 are visible to other users and kept in shell history, so there is no flag
@@ -94,6 +102,14 @@ func (c *cli) setCredential(app string) error {
 		resp, err = bc.SetCredential(ctx, app, secret)
 		return err
 	})
+	if status.Code(err) == codes.DeadlineExceeded && !strings.Contains(status.Convert(err).Message(), "may or may not") {
+		// brokerd did not answer in time: it may have stored the secret
+		// after all. (When brokerd knows the outcome is unknown, its own
+		// message says so and how to check.)
+		return status.Errorf(codes.DeadlineExceeded,
+			"%s; the new credential of app %s may or may not have been stored: check `brokerctl tenants`, and run `brokerctl credential set --app %s` again if app %s's tenants fail",
+			status.Convert(err).Message(), app, app, app)
+	}
 	if err != nil {
 		return err
 	}

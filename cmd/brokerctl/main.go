@@ -12,17 +12,8 @@
 // prompt, never from the command line, and never prints it.
 //
 // Errors are one line on stderr, "brokerctl: " followed by the gRPC status
-// code and brokerd's message. The exit status is the class of the failure:
-//
-//	0  success
-//	1  internal, unknown or other error
-//	2  usage error (bad flags or input), or INVALID_ARGUMENT
-//	3  NOT_FOUND: the tenant or app is not configured, or the tenant does not exist
-//	4  PERMISSION_DENIED or UNAUTHENTICATED
-//	5  FAILED_PRECONDITION: a person must act (store or rotate the credential,
-//	   grant admin consent)
-//	6  UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED, or brokerd is not
-//	   running: retry later
+// code and brokerd's message. The exit status is the class of the failure;
+// `brokerctl --help` lists them (exitTable).
 package main
 
 import "os"
