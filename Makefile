@@ -1,19 +1,29 @@
-# tokenbroker. `make test` is the one test command (README, .ci/run).
+# tokenbroker. `make test` is the test command (README); CI (.ci/run) runs it
+# and then `make test-long`.
 GO       ?= go
 BUF      := $(GO) tool -modfile=tools/go.mod buf
 BIN      := bin
 
-.PHONY: all build test vet fmt-check lint proto proto-check bench clean
+.PHONY: all build test test-long vet fmt-check lint proto proto-check bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/brokerd ./cmd/brokerctl
 
-# Everything CI runs: formatting, vet, buf lint, generated code freshness,
-# and the race-enabled tests inside a private Secret Service session.
+# Formatting, vet, buf lint, generated code freshness, and every test that
+# runs in seconds (the token lifecycle on a fake clock), race-enabled,
+# inside a private Secret Service session. Under a minute on 2 cores once
+# the build cache is warm.
 test: fmt-check vet lint proto-check
 	scripts/with-secret-service $(GO) test -race -count=1 ./...
+
+# The real-time suites (build tag long): steady refresh with seconds-long
+# tokens, the fault matrix over gRPC, revoked consent and the soak
+# (SOAK_DURATION, default 2m). About 4 minutes.
+test-long:
+	$(GO) vet -tags long ./...
+	scripts/with-secret-service $(GO) test -race -count=1 -tags long -run '^TestLong' ./...
 
 vet:
 	$(GO) vet ./...

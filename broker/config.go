@@ -75,12 +75,11 @@ func (c *Config) MinValid() time.Duration { return c.minValid }
 // IdPTimeout bounds one token request to Entra ID.
 func (c *Config) IdPTimeout() time.Duration { return c.idpTimeout }
 
-// PrefetchConcurrency bounds the token requests in parallel at start-up
-// and when a credential changes.
+// PrefetchConcurrency bounds the scheduled token requests (first fetch,
+// refresh, retry) in flight at once.
 func (c *Config) PrefetchConcurrency() int { return c.prefetchConcurrency }
 
-// PrefetchRate bounds the token requests per second at start-up and when
-// a credential changes.
+// PrefetchRate bounds the scheduled token requests started per second.
 func (c *Config) PrefetchRate() int { return c.prefetchRate }
 
 // MaxIdPRequests bounds the token requests in flight to Entra ID at once,

@@ -18,15 +18,16 @@ type document struct {
 	MinValid *duration `toml:"min_valid"`
 	// IdPTimeout bounds one token request to Entra ID.
 	IdPTimeout *duration `toml:"idp_timeout"`
-	// PrefetchConcurrency bounds the token requests made at start-up.
+	// PrefetchConcurrency bounds the scheduled token requests (first
+	// fetch, refresh, retry) in flight at once.
 	PrefetchConcurrency *int `toml:"prefetch_concurrency"`
-	// PrefetchRate bounds the token requests per second made at start-up
-	// (and when a credential changes), so that thousands of tenants reach
-	// Entra ID spread out, and so do their later refreshes.
+	// PrefetchRate bounds the scheduled token requests started per
+	// second, so that thousands of tenants reach Entra ID spread out, at
+	// start-up, when a credential changes, and when refreshes fall due
+	// together (after a suspend, say).
 	PrefetchRate *int `toml:"prefetch_rate"`
 	// MaxIdPRequests bounds the token requests in flight to Entra ID at
-	// once, over all tenants: refreshes that fall due together (after a
-	// suspend, say) queue instead of storming the IdP.
+	// once, over all tenants, callers' included.
 	MaxIdPRequests *int `toml:"max_idp_requests"`
 	// AccessLists at the top level are the default for tenants that set
 	// none. With none anywhere, only the daemon's uid and root get tokens.

@@ -8,20 +8,11 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/broker/server"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 )
 
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 func TestListenPermissions(t *testing.T) {
-	path := filepath.Join(shortDir(t), "new", "b.sock")
+	path := filepath.Join(brokertest.ShortDir(t), "new", "b.sock")
 	l, err := server.Listen(path, server.OwnerOnly)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +30,7 @@ func TestListenPermissions(t *testing.T) {
 }
 
 func TestListenRefusals(t *testing.T) {
-	dir := shortDir(t)
+	dir := brokertest.ShortDir(t)
 
 	live := filepath.Join(dir, "live.sock")
 	l, err := server.Listen(live, server.OwnerOnly)
@@ -90,7 +81,7 @@ func TestListenRefusals(t *testing.T) {
 }
 
 func TestListenRemovesStaleSocket(t *testing.T) {
-	path := filepath.Join(shortDir(t), "stale.sock")
+	path := filepath.Join(brokertest.ShortDir(t), "stale.sock")
 	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)

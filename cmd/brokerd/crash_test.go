@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 )
 
 // kill -9 while a refresh and then a credential change are in flight at
@@ -21,8 +22,8 @@ func TestKillDuringRefreshAndCredentialChange(t *testing.T) {
 	clientID := fmt.Sprintf("%08x-0000-4000-8000-%012x", mrand.Uint32(), mrand.Uint64()&0xffffffffffff)
 	t.Cleanup(func() { exec.Command(tool, "clear", "service", "tokenbroker", "username", clientID).Run() })
 	w := newConfigWorld(t, s, "keyring", clientID)
-	// 12-second tokens: brokerd refreshes each about 5 s after issue.
-	w.idp.SetLifetime(12 * time.Second)
+	// 6-second tokens: brokerd refreshes each 2.4 to 3 s after issue.
+	w.idp.SetLifetime(6 * time.Second)
 
 	get := func(tenant string) {
 		t.Helper()
@@ -44,7 +45,7 @@ func TestKillDuringRefreshAndCredentialChange(t *testing.T) {
 		t.Helper()
 		n, wg := w.idp.TokenRequests(w.tenants["northwind"]), w.idp.TokenRequests(w.tenants["woodgrove"])
 		w.idp.SetFault("", &entratest.Fault{Delay: time.Minute})
-		waitFor(t, "both refreshes in flight", func() bool {
+		brokertest.WaitFor(t, "both refreshes in flight", func() bool {
 			return w.idp.TokenRequests(w.tenants["northwind"]) > n && w.idp.TokenRequests(w.tenants["woodgrove"]) > wg
 		})
 	}
@@ -82,7 +83,7 @@ func TestKillDuringRefreshAndCredentialChange(t *testing.T) {
 	go func() {
 		done <- s.ctl("new-secret-Q~never-verified-0000000000", "credential", "set", "--app", "partner")
 	}()
-	waitFor(t, "the verification request at the IdP", func() bool {
+	brokertest.WaitFor(t, "the verification request at the IdP", func() bool {
 		return w.idp.TokenRequests(w.tenants["northwind"]) > n
 	})
 	kill9(p)

@@ -33,7 +33,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
-	"github.com/tokenbroker/tokenbroker/internal/logbuf"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -105,24 +105,12 @@ func requireCI(t *testing.T, format string, args ...any) {
 	t.Skipf("%s; skipping (set CI=true to make this a failure)", msg)
 }
 
-// waitFor polls cond until it holds, failing the test after deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("gave up after %v waiting for %s", deadline, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // proc is a started brokerd (or systemd-socket-activate exec'ing brokerd).
 // The test's cleanup kills and reaps it if it is still running.
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr logbuf.Buffer
+	stdout, stderr brokertest.LogBuffer
 	exited         chan struct{} // closed once Wait has returned
 	code           int           // exit status; -1 when killed by a signal
 }
@@ -192,7 +180,7 @@ func (p *proc) signal(t *testing.T, sig os.Signal) int {
 // the process exits first.
 func (p *proc) waitLog(t *testing.T, s string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%q in the stderr of %s", s, p.name), func() bool {
+	brokertest.WaitFor(t, fmt.Sprintf("%q in the stderr of %s", s, p.name), func() bool {
 		if strings.Contains(p.stderr.String(), s) {
 			return true
 		}
@@ -380,7 +368,7 @@ func (s *session) tenants() map[string]*brokerv1.TenantStatus {
 func (s *session) waitStates(want map[string]brokerv1.TenantState) map[string]*brokerv1.TenantStatus {
 	s.t.Helper()
 	var got map[string]*brokerv1.TenantStatus
-	waitFor(s.t, fmt.Sprintf("tenant states %v", want), func() bool {
+	brokertest.WaitFor(s.t, fmt.Sprintf("tenant states %v", want), func() bool {
 		got = s.tenants()
 		for name, st := range want {
 			if got[name].GetState() != st {
@@ -448,7 +436,7 @@ func TestDevMode(t *testing.T) {
 	// Poll until a token comes back: brokerctl exits 6 while the socket
 	// is not there yet.
 	var token string
-	waitFor(t, "brokerctl get --tenant contoso to succeed", func() bool {
+	brokertest.WaitFor(t, "brokerctl get --tenant contoso to succeed", func() bool {
 		if !d.running() {
 			t.Fatalf("brokerd --dev exited with %d:\n%s", d.code, d.stderr.String())
 		}
@@ -467,7 +455,7 @@ func TestDevMode(t *testing.T) {
 
 	// The banner names the socket and says this is not Microsoft.
 	d.waitLog(t, `msg="brokerd serving"`)
-	waitFor(t, "the dev banner", func() bool { return strings.Contains(d.stdout.String(), "Stop with Ctrl-C") })
+	brokertest.WaitFor(t, "the dev banner", func() bool { return strings.Contains(d.stdout.String(), "Stop with Ctrl-C") })
 	banner := d.stdout.String()
 	for _, want := range []string{"DEV MODE", "does NOT talk to Microsoft", "Socket: " + s.socket, "brokerctl --socket " + s.socket + " get --tenant contoso"} {
 		if !strings.Contains(banner, want) {
@@ -680,6 +668,7 @@ func TestSignalStops(t *testing.T) {
 // configWorld is a fake Entra ID in the test process and a brokerd
 // configuration that points at it, trusted through SSL_CERT_FILE.
 type configWorld struct {
+	*brokertest.World
 	idp      *entratest.Server
 	clientID string
 	secret   string
@@ -688,40 +677,41 @@ type configWorld struct {
 	env      []string          // SSL_CERT_FILE for brokerd
 }
 
+// newConfigWorld is a World with app partner (clientID, a fresh secret)
+// and tenants northwind and woodgrove, whose configuration (keystore as
+// given) is written to the session's directory.
 func newConfigWorld(t *testing.T, s *session, keystore, clientID string) *configWorld {
 	t.Helper()
-	idp, err := entratest.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	bw := brokertest.NewWorldWith(t, brokertest.App{Name: "partner", ClientID: clientID,
+		Secret: "proc-secret-Q~" + strings.ToLower(rand.Text())}, 0)
+	bw.Keystore = keystore
 	w := &configWorld{
-		idp:      idp,
-		clientID: clientID,
-		secret:   "proc-secret-Q~" + strings.ToLower(rand.Text()),
+		World: bw, idp: bw.IdP, clientID: bw.ClientID, secret: bw.Secret,
 		tenants: map[string]string{
 			"northwind": "10101010-0000-4000-8000-00000000a001",
 			"woodgrove": "20202020-0000-4000-8000-00000000a002",
 		},
 		config: filepath.Join(s.dir, "brokerd.toml"),
 	}
-	idp.AddApp(clientID, w.secret)
-	var doc strings.Builder
-	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = %q\n\n[apps.partner]\nclient_id = %q\n", idp.URL(), keystore, clientID)
 	for _, name := range []string{"northwind", "woodgrove"} {
-		domain := name + ".onmicrosoft.com"
-		idp.AddTenant(entratest.Tenant{ID: w.tenants[name], Domains: []string{domain}, ConsentedApps: []string{clientID}})
-		fmt.Fprintf(&doc, "\n[tenants.%s]\nid = %q\ndomains = [%q]\n", name, w.tenants[name], domain)
+		bw.AddTenant(name, w.tenants[name], "partner", true)
 	}
-	if err := os.WriteFile(w.config, []byte(doc.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.write(t)
 	ca := filepath.Join(s.dir, "entratest-ca.pem")
-	if err := os.WriteFile(ca, idp.CertPEM(), 0o600); err != nil {
+	if err := os.WriteFile(ca, bw.IdP.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	w.env = []string{"SSL_CERT_FILE=" + ca}
 	return w
+}
+
+// write writes the World's configuration, with the top-level lines in top,
+// to the config file.
+func (w *configWorld) write(t *testing.T, top ...string) {
+	t.Helper()
+	if err := os.WriteFile(w.config, []byte(w.Config(top...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (w *configWorld) start(s *session) *proc {

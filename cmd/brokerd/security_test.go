@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
-	"github.com/tokenbroker/tokenbroker/internal/logbuf"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 )
 
 // The unprivileged second user of the access tests: Debian's nobody and
@@ -39,14 +39,12 @@ func requireRoot(t *testing.T) {
 func sharedWorld(t *testing.T, s *session, top string, perTenant map[string]string) *configWorld {
 	t.Helper()
 	w := newConfigWorld(t, s, "memory", "0d0d0d0d-0000-4000-8000-00000000d001")
-	var doc strings.Builder
-	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = \"memory\"\n%s\n[apps.partner]\nclient_id = %q\n", w.idp.URL(), top, w.clientID)
-	for _, name := range []string{"northwind", "woodgrove"} {
-		fmt.Fprintf(&doc, "\n[tenants.%s]\nid = %q\ndomains = [%q]\n%s\n", name, w.tenants[name], name+".onmicrosoft.com", perTenant[name])
+	for i, tn := range w.Tenants {
+		if extra := perTenant[tn.Name]; extra != "" {
+			w.Tenants[i].Extra = []string{extra}
+		}
 	}
-	if err := os.WriteFile(w.config, []byte(doc.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.write(t, top)
 	// nobody must be able to reach the socket's directory.
 	if err := os.Chmod(s.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -68,7 +66,7 @@ func auditLine(t *testing.T, p *proc, r result, rpc string) string {
 	t.Helper()
 	re := regexp.MustCompile(`(?m)^.*msg=audit rpc=` + rpc + ` .* pid=` + fmt.Sprint(r.pid) + ` .*$`)
 	var line string
-	waitFor(t, "the audit line of "+r.String(), func() bool {
+	brokertest.WaitFor(t, "the audit line of "+r.String(), func() bool {
 		line = re.FindString(p.stderr.String())
 		return line != ""
 	})
@@ -229,13 +227,13 @@ func TestNotDumpable(t *testing.T) {
 	cmd := exec.Command(bin("brokerd"), "--dev", "--socket", socket)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
-	var stderr logbuf.Buffer
+	var stderr brokertest.LogBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "brokerd as nobody serving", func() bool { return strings.Contains(stderr.String(), `msg="brokerd serving"`) })
+	brokertest.WaitFor(t, "brokerd as nobody serving", func() bool { return strings.Contains(stderr.String(), `msg="brokerd serving"`) })
 
 	control := exec.Command("sleep", "60")
 	control.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}

@@ -26,6 +26,9 @@ type World struct {
 	// Authority is the authority_host of the configuration; empty means
 	// the fake Entra ID's own URL. Set it to put a Proxy in between.
 	Authority string
+	// Keystore is the keystore of the configuration; empty means
+	// "memory".
+	Keystore string
 }
 
 // App is one app of a World.
@@ -36,16 +39,25 @@ type App struct {
 // Tenant is one tenant of a World and the name of its app.
 type Tenant struct {
 	Name, ID, Domain, App string
+	// Extra are TOML lines added to the tenant's table (allow lists).
+	Extra []string
 }
 
 // TenantID is the id of the i-th tenant of a World (and of any tenant
 // numbered the same way).
 func TenantID(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", 0x7e000000+i, i) }
 
-// NewWorld starts a fake Entra ID with app "partner" (a fresh client id and
-// secret) and n tenants named tenant0 ... tenantN-1 with domains
-// tenantI.onmicrosoft.com, all consented to the app.
+// NewWorld starts a fake Entra ID with app "partner" and n tenants named
+// tenant0 ... tenantN-1 with domains tenantI.onmicrosoft.com, all
+// consented to the app.
 func NewWorld(t testing.TB, n int) *World {
+	t.Helper()
+	return NewWorldWith(t, App{Name: "partner", ClientID: "0a0a0a0a-0000-4000-8000-00000000a001",
+		Secret: "world-secret-Q~abcdefghijklmnopqrstuvwxyz0123"}, n)
+}
+
+// NewWorldWith is NewWorld with the first app given.
+func NewWorldWith(t testing.TB, first App, n int) *World {
 	t.Helper()
 	idp, err := entratest.NewServer()
 	if err != nil {
@@ -53,7 +65,7 @@ func NewWorld(t testing.TB, n int) *World {
 	}
 	t.Cleanup(idp.Close)
 	w := &World{IdP: idp}
-	a := w.AddApp("partner", "0a0a0a0a-0000-4000-8000-00000000a001", "world-secret-Q~abcdefghijklmnopqrstuvwxyz0123")
+	a := w.AddApp(first.Name, first.ClientID, first.Secret)
 	w.App, w.ClientID, w.Secret = a.Name, a.ClientID, a.Secret
 	for i := range n {
 		w.AddTenant(fmt.Sprintf("tenant%d", i), TenantID(i), a.Name, true)
@@ -87,16 +99,27 @@ func (w *World) AddTenant(name, id, app string, consented bool) Tenant {
 	return t
 }
 
-// Config is the World's configuration file: authority_host and keystore
-// "memory", then the lines in top (top-level keys such as
-// `min_valid = "5s"`), then the apps' and the tenants' tables.
+// Configure adds a tenant to the configuration only: the fake Entra ID
+// does not know it (AADSTS90002).
+func (w *World) Configure(name, id, app string) Tenant {
+	t := Tenant{Name: name, ID: id, Domain: name + ".onmicrosoft.com", App: app}
+	w.Tenants = append(w.Tenants, t)
+	return t
+}
+
+// Config is the World's configuration file: authority_host and keystore,
+// then the lines in top (top-level keys such as `min_valid = "5s"`), then
+// the apps' and the tenants' tables.
 func (w *World) Config(top ...string) string {
 	var doc strings.Builder
-	authority := w.Authority
+	authority, keystore := w.Authority, w.Keystore
 	if authority == "" {
 		authority = w.IdP.URL()
 	}
-	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = \"memory\"\n", authority)
+	if keystore == "" {
+		keystore = "memory"
+	}
+	fmt.Fprintf(&doc, "authority_host = %q\nkeystore = %q\n", authority, keystore)
 	for _, line := range top {
 		doc.WriteString(line + "\n")
 	}
@@ -105,6 +128,9 @@ func (w *World) Config(top ...string) string {
 	}
 	for _, t := range w.Tenants {
 		fmt.Fprintf(&doc, "\n[tenants.%s]\nid = %q\napp = %q\ndomains = [%q]\n", t.Name, t.ID, t.App, t.Domain)
+		for _, line := range t.Extra {
+			doc.WriteString(line + "\n")
+		}
 	}
 	return doc.String()
 }
