@@ -9,8 +9,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/broker/client"
+	"golang.org/x/sys/unix"
 )
+
+// maxSocketPath is the longest path a Unix socket can be bound at: the
+// kernel's sun_path, less its terminating NUL.
+const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 
 // OwnerOnly is the gid argument of Listen for a socket only its owner may
 // use.
@@ -24,8 +28,8 @@ const OwnerOnly = -1
 // removed; a socket a live daemon answers on, or a path that is not a
 // socket, is an error and is left alone.
 func Listen(path string, gid int) (*net.UnixListener, error) {
-	if len(path) > client.MaxSocketPath {
-		return nil, fmt.Errorf("socket path %s is %d bytes; Unix sockets allow at most %d: choose a shorter --socket", path, len(path), client.MaxSocketPath)
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes; Unix sockets allow at most %d: choose a shorter --socket", path, len(path), maxSocketPath)
 	}
 	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
 	if gid != OwnerOnly {
