@@ -81,6 +81,11 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.keystoreTimeout)
 	s, err := b.store.Get(ctx, a.clientID)
 	cancel()
+	if n := len(s.Reveal()); err == nil && (n == 0 || n > keystore.MaxSecretSize) {
+		// A store may hold what brokerd would never have stored (an empty
+		// keyring item); reading it again would find the same.
+		s, err = keystore.Secret{}, fmt.Errorf("%w: the stored secret is %d bytes (1 to %d)", keystore.ErrInvalidSecret, n, keystore.MaxSecretSize)
+	}
 	var kerr *Error
 	if err != nil {
 		kerr = b.keystoreReadError(a, err)

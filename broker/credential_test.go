@@ -230,3 +230,28 @@ func TestReadOnlyAndInvalidKeystore(t *testing.T) {
 		t.Errorf("no credential file: %v", err)
 	}
 }
+
+// emptyStore holds an empty secret for every account, as a keyring item
+// written by hand with nothing in it would.
+type emptyStore struct{ *brokertest.Store }
+
+func (emptyStore) Get(context.Context, string) (keystore.Secret, error) { return keystore.Secret{}, nil }
+
+// An empty stored secret is an unusable credential: reported, read again
+// only every ten minutes, never sent to Entra ID.
+func TestEmptyStoredSecret(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 2)
+	h := newHarnessWith(t, w, 0, broker.Options{Store: emptyStore{brokertest.NewStore()}})
+	h.b.Start()
+	h.advance(time.Hour)
+	for _, st := range h.b.ListTenants() {
+		wantState(t, st, broker.StateFailed, "unusable", "0 bytes", "brokerctl credential set --app partner")
+	}
+	if got := w.IdP.TotalTokenRequests(); got != 0 {
+		t.Errorf("%d token requests with an empty secret", got)
+	}
+	if n := strings.Count(h.logs.String(), `msg="reading the credential failed"`); n < 6 || n > 7 {
+		t.Errorf("the keystore was read %d times in an hour, want one read every ten minutes", n)
+	}
+}
