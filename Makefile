@@ -19,8 +19,9 @@ test: fmt-check vet lint proto-check
 	scripts/with-secret-service $(GO) test -race -count=1 ./...
 
 # The real-time suites (build tag long): steady refresh with seconds-long
-# tokens, the fault matrix over gRPC, revoked consent and the soak
-# (SOAK_DURATION, default 2m). About 4 minutes.
+# tokens, the fault matrix over gRPC, revoked consent, the soak
+# (SOAK_DURATION, default 2m), and a brokerd stopped past every refresh.
+# About 4 minutes.
 test-long:
 	$(GO) vet -tags long ./...
 	scripts/with-secret-service $(GO) test -race -count=1 -tags long -run '^TestLong' ./...

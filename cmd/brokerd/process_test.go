@@ -427,7 +427,7 @@ func (s *session) checkNoLeaks(secrets, tokens []string) {
 	}
 }
 
-// 1. brokerd --dev end to end through the brokerctl binary.
+// brokerd --dev end to end through the brokerctl binary.
 func TestDevMode(t *testing.T) {
 	t.Parallel()
 	s := newSession(t)
@@ -518,7 +518,7 @@ func TestDevMode(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret, wrong}, []string{token})
 }
 
-// 2. brokerd creates the socket's missing directory 0700 and the socket
+// brokerd creates the socket's missing directory 0700 and the socket
 // 0600.
 func TestSocketPermissions(t *testing.T) {
 	t.Parallel()
@@ -546,7 +546,7 @@ func TestSocketPermissions(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret}, nil)
 }
 
-// 3. A second brokerd on a socket a live one answers on refuses to start
+// A second brokerd on a socket a live one answers on refuses to start
 // and leaves the first alone.
 func TestSecondDaemonRefused(t *testing.T) {
 	t.Parallel()
@@ -580,7 +580,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret}, nil)
 }
 
-// 4. A stale socket is reported by brokerctl as "not running" and replaced
+// A stale socket is reported by brokerctl as "not running" and replaced
 // by brokerd; a file that is not a socket is never replaced.
 func TestStaleSocket(t *testing.T) {
 	t.Parallel()
@@ -641,7 +641,7 @@ func TestStaleSocket(t *testing.T) {
 	})
 }
 
-// 5. SIGTERM and SIGINT stop brokerd gracefully: exit 0, socket removed.
+// SIGTERM and SIGINT stop brokerd gracefully: exit 0, socket removed.
 func TestSignalStops(t *testing.T) {
 	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
@@ -721,7 +721,7 @@ func (w *configWorld) start(s *session) *proc {
 	return p
 }
 
-// 6. brokerd with a configuration against a fake Entra ID it trusts through
+// brokerd with a configuration against a fake Entra ID it trusts through
 // SSL_CERT_FILE: no credential until `credential set`, then tokens for every
 // tenant.
 func TestConfigMode(t *testing.T) {
@@ -782,11 +782,54 @@ func TestConfigMode(t *testing.T) {
 	if code := p.signal(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("brokerd exited %d after SIGTERM, want 0", code)
 	}
-	// 11. No secret and no token in any log, error or listing.
+	// No secret and no token in any log, error or listing.
 	s.checkNoLeaks([]string{w.secret}, w.idp.Issued())
 }
 
-// 7. Bad command lines and configurations: a clear one-line reason, no
+// keystore = "systemd": brokerd reads the secret systemd passes in
+// ($CREDENTIALS_DIRECTORY) and serves with it; credential set is refused
+// before anything reaches Entra ID, with how to provision the secret; an
+// empty credential file is reported as unusable, not as an outage.
+func TestSystemdKeystore(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	w := newConfigWorld(t, s, "systemd", "0e0e0e0e-0000-4000-8000-00000000e001")
+	creds := filepath.Join(s.dir, "credentials")
+	if err := os.Mkdir(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, w.clientID), []byte(w.secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.env = append(w.env, "CREDENTIALS_DIRECTORY="+creds)
+	p := w.start(s)
+	wantTenant(t, s.get("northwind"), w.tenants["northwind"])
+	requests := w.idp.TotalTokenRequests()
+	s.ctl("new-secret-Q~never-sent-0000000000000", "credential", "set", "--app", "partner").wantExit(t, 5,
+		"brokerctl: FailedPrecondition: ", "read-only", "systemd-creds encrypt", "LoadCredentialEncrypted="+w.clientID)
+	if got := w.idp.TotalTokenRequests(); got != requests {
+		t.Errorf("credential set on a read-only keystore made %d token requests", got-requests)
+	}
+	if code := p.signal(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("brokerd exited %d after SIGTERM, want 0", code)
+	}
+
+	if err := os.WriteFile(filepath.Join(creds, w.clientID), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.start(s)
+	list := s.waitStates(map[string]brokerv1.TenantState{
+		"northwind": brokerv1.TenantState_TENANT_STATE_FAILED,
+		"woodgrove": brokerv1.TenantState_TENANT_STATE_FAILED,
+	})
+	if e := list["woodgrove"].GetLastError(); !strings.Contains(e, "is empty") || !strings.Contains(e, "provision it and restart brokerd") {
+		t.Errorf("last error %q does not say the credential file is empty and what to do", e)
+	}
+	s.ctl("", "get", "--tenant", "northwind").wantExit(t, 5, "brokerctl: FailedPrecondition: ", "is empty")
+	s.checkNoLeaks([]string{w.secret, "new-secret-Q~never-sent-0000000000000"}, w.idp.Issued())
+}
+
+// Bad command lines and configurations: a clear one-line reason, no
 // socket. Configuration errors exit 2, like usage errors, with one line
 // naming the file, the line and the key.
 func TestBadInput(t *testing.T) {
@@ -875,7 +918,7 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// 8. Under socket activation brokerd serves on the socket it is passed and
+// Under socket activation brokerd serves on the socket it is passed and
 // creates none of its own.
 func TestSocketActivation(t *testing.T) {
 	t.Parallel()
@@ -913,7 +956,7 @@ func TestSocketActivation(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret}, []string{tok})
 }
 
-// 9. brokerd tells the service manager READY=1 once it serves and
+// brokerd tells the service manager READY=1 once it serves and
 // STOPPING=1 when it stops.
 func TestSdNotify(t *testing.T) {
 	t.Parallel()
@@ -990,7 +1033,7 @@ func requireSecretService(t *testing.T) string {
 	return tool
 }
 
-// 10. keystore = "keyring": credential set writes the Secret Service item
+// keystore = "keyring": credential set writes the Secret Service item
 // other tools see, and a restarted brokerd reads it back.
 func TestKeyringKeystore(t *testing.T) {
 	t.Parallel()
