@@ -235,7 +235,9 @@ func TestReadOnlyAndInvalidKeystore(t *testing.T) {
 // written by hand with nothing in it would.
 type emptyStore struct{ *brokertest.Store }
 
-func (emptyStore) Get(context.Context, string) (keystore.Secret, error) { return keystore.Secret{}, nil }
+func (emptyStore) Get(context.Context, string) (keystore.Secret, error) {
+	return keystore.Secret{}, nil
+}
 
 // An empty stored secret is an unusable credential: reported, read again
 // only every ten minutes, never sent to Entra ID.
