@@ -148,13 +148,9 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 		e.flight = nil
 		e.failures++
 		if err.credential {
+			// loadCredential logged it, once per app; thousands of
+			// tenants need not repeat it.
 			b.parkLocked(e, err)
-			logLevel = slog.LevelWarn
-			if a.noCredWarned {
-				// Said once per app; thousands of tenants need not repeat it.
-				logLevel = slog.LevelDebug
-			}
-			a.noCredWarned = true
 		} else {
 			at := now.Add(retryAfter(e.failures, err.Transient, err.RetryAfter, rand.Float64()))
 			e.failure = &failure{err: err, retryAt: at, gen: f.gen}
@@ -177,13 +173,19 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 	b.log.Log(context.Background(), logLevel, logMsg, logArgs...)
 }
 
-// parkLocked records that e failed for want of its app's credential: it
-// waits for the app's next keystore read (loadCredential wakes it) rather
-// than for a retry of its own. mu is held.
+// parkLocked makes e wait for its app's credential: for the keystore read
+// in flight or the next one (loadCredential wakes it), rather than for a
+// retry of its own. err, or else the app's last failed read, is recorded
+// as e's failure. mu is held.
 func (b *Broker) parkLocked(e *entry, err *Error) {
 	a := e.t.app
 	e.parked = true
-	e.failure = &failure{err: err, retryAt: a.retryAt, gen: a.gen}
+	if err == nil {
+		err = a.loadErr
+	}
+	if err != nil {
+		e.failure = &failure{err: err, retryAt: a.retryAt, gen: a.gen}
+	}
 	b.unqueueLocked(&e.task)
 }
 

@@ -143,7 +143,7 @@ type app struct {
 	rereadUntil  time.Time       // guarded by mu: keep reading the store until then (a write's answer was lost)
 	rereads      int             // guarded by mu: reads since that write
 	task         task            // guarded by mu: the app's next keystore read
-	noCredWarned bool            // guarded by mu: "no credential" was logged at warn level
+	credWarned   bool            // guarded by mu: a failed read was logged at warn level
 }
 
 // tenant is one configured customer tenant.

@@ -72,11 +72,18 @@ func (b *Broker) startLoadLocked(a *app) {
 }
 
 // loadCredential reads a's credential from the keystore, outside every
-// lock and within the keystore timeout, and takes in the answer: a first
-// secret wakes the tenants that were waiting for one; a failed first read
-// is retried with backoff; a read that finds another secret than the one
-// in use replaces it (as SetCredential would) and re-acquires every
-// tenant of the app.
+// lock and within the keystore timeout, and takes in the answer:
+//   - the first secret the app gets lets the tenants waiting for it go
+//     ahead;
+//   - a secret read after failed reads, or one other than the secret in
+//     use, starts a new credential generation: failures recorded under the
+//     old one no longer apply, and every tenant of the app is fetched again
+//     (paced);
+//   - a failed read, while the app has no secret, is retried with backoff
+//     (the tenants wait for it); with a secret in use, brokerd keeps using
+//     it;
+//   - within the window after a write whose answer was lost, the store is
+//     read again, with backoff, whatever the answer.
 func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.keystoreTimeout)
 	s, err := b.store.Get(ctx, a.clientID)
@@ -96,42 +103,50 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 
 	b.mu.Lock()
 	a.load = nil
+	rereading := !a.rereadUntil.IsZero() && now.Before(a.rereadUntil)
+	if !rereading {
+		a.rereadUntil, a.rereads = time.Time{}, 0
+	}
 	switch {
 	case b.closed || a.gen != gen:
 		// Close or a credential change overtook the read: its answer is
 		// about a secret nobody uses any more.
-	case err == nil && a.secret.IsZero():
-		a.secret, a.loadErr, a.loadFailures, a.noCredWarned = s, nil, 0, false
-		woken := b.wakeParkedLocked(a, now)
-		level, msg = slog.LevelInfo, "credential read from the keystore"
-		args = append(args, "tenants_resumed", woken)
-	case err == nil && s.Reveal() != a.secret.Reveal():
+	case err == nil && a.secret.IsZero() && a.loadErr == nil:
 		a.secret = s
+		level, msg = slog.LevelInfo, "credential read from the keystore"
+		args = append(args, "tenants_resumed", b.wakeParkedLocked(a, now))
+	case err == nil && (a.secret.IsZero() || s.Reveal() != a.secret.Reveal()):
+		level, msg = slog.LevelInfo, "credential read from the keystore"
+		if !a.secret.IsZero() {
+			msg = "the keystore holds another credential than the one in use; using it"
+		}
+		a.secret, a.loadErr, a.loadFailures, a.credWarned = s, nil, 0, false
 		a.gen++
-		b.reacquireLocked(a, now)
-		level, msg = slog.LevelInfo, "the keystore holds another credential than the one in use; using it"
+		args = append(args, "tenants_resumed", b.reacquireLocked(a, now))
 	case err == nil:
 		msg = "the keystore holds the credential in use"
 	case a.secret.IsZero():
 		a.loadFailures++
-		a.loadErr = kerr
-		a.retryAt = now.Add(retryAfter(a.loadFailures, kerr.Transient, 0, rand.Float64()))
+		wait := retryAfter(a.loadFailures, kerr.Transient, 0, rand.Float64())
+		if rereading {
+			a.rereads++
+			wait = min(wait, retryAfter(a.rereads, true, 0, rand.Float64()))
+		}
+		a.loadErr, a.retryAt = kerr, now.Add(wait)
 		b.scheduleLocked(&a.task, a.retryAt)
 		b.refreshParkedLocked(a)
 		msg, args = "reading the credential failed", append(args, "retry_at", a.retryAt, "error", kerr.Msg)
+		if !a.credWarned {
+			// Said once per app until the credential can be read.
+			level, a.credWarned = slog.LevelWarn, true
+		}
 	default:
 		level, msg = slog.LevelWarn, "reading the credential again failed; brokerd keeps using the one it has"
 		args = append(args, "error", kerr.Msg)
 	}
-	if !a.rereadUntil.IsZero() && !a.secret.IsZero() {
-		// After a lost answer to a write: keep looking, with backoff,
-		// until the window closes.
-		if now.Before(a.rereadUntil) {
-			a.rereads++
-			b.scheduleLocked(&a.task, now.Add(retryAfter(a.rereads, true, 0, rand.Float64())))
-		} else {
-			a.rereadUntil, a.rereads = time.Time{}, 0
-		}
+	if rereading && !a.secret.IsZero() {
+		a.rereads++
+		b.scheduleLocked(&a.task, now.Add(retryAfter(a.rereads, true, 0, rand.Float64())))
 	}
 	close(ld.done)
 	b.mu.Unlock()
@@ -161,7 +176,7 @@ func (b *Broker) wakeParkedLocked(a *app, now time.Time) int {
 func (b *Broker) refreshParkedLocked(a *app) {
 	for _, t := range a.tenants {
 		for _, e := range t.entries {
-			if e.parked && e.failure != nil {
+			if e.parked {
 				e.failure = &failure{err: a.loadErr, retryAt: a.retryAt, gen: a.gen}
 			}
 		}
@@ -169,15 +184,19 @@ func (b *Broker) refreshParkedLocked(a *app) {
 }
 
 // reacquireLocked makes every entry of a due now, after its credential
-// changed. Flights still in the air with the old credential land as
-// stale. mu is held.
-func (b *Broker) reacquireLocked(a *app, now time.Time) {
+// changed, and returns how many there are. Flights still in the air with
+// the old credential land as stale; the backoff of failures with the old
+// credential does not carry over. mu is held.
+func (b *Broker) reacquireLocked(a *app, now time.Time) int {
+	n := 0
 	for _, t := range a.tenants {
 		for _, e := range t.entries {
-			e.parked = false
+			e.parked, e.failures = false, 0
 			b.scheduleLocked(&e.task, now)
+			n++
 		}
 	}
+	return n
 }
 
 // keystoreReadError classifies a failed read of a's credential. Only a
@@ -244,10 +263,16 @@ func (b *Broker) SetCredential(ctx context.Context, appName string, secret keyst
 	case a.setting <- struct{}{}:
 		defer func() { <-a.setting }()
 	case <-ctx.Done():
+		if b.ctx.Err() != nil {
+			return "", errClosing()
+		}
 		return "", ctxError(ctx, "waiting for another credential change of app "+a.name)
 	}
 	verified, err := b.verify(ctx, a, secret)
 	if err != nil {
+		if b.ctx.Err() != nil {
+			return "", errClosing()
+		}
 		return "", err
 	}
 	sctx, scancel := context.WithTimeout(ctx, b.keystoreTimeout)
@@ -255,13 +280,21 @@ func (b *Broker) SetCredential(ctx context.Context, appName string, secret keyst
 	scancel()
 	now := b.clock.Now()
 	if err != nil {
+		if b.ctx.Err() != nil {
+			// Closing: the write may still land; the next start reads it.
+			return "", errorf(KindUnavailable, "brokerd is shutting down: the new credential of app %s may or may not be stored; "+
+				"check with `brokerctl tenants` once brokerd is back", a.name)
+		}
 		return "", b.keystoreWriteError(a, err, now)
 	}
 	b.mu.Lock()
-	a.secret, a.loadErr, a.loadFailures, a.noCredWarned = secret, nil, 0, false
-	a.rereadUntil, a.rereads = time.Time{}, 0
+	// A window of re-reads after an earlier lost write stays open: that
+	// write can still land, and then the store holds it.
+	a.secret, a.loadErr, a.loadFailures, a.credWarned = secret, nil, 0, false
 	a.gen++
-	b.unqueueLocked(&a.task)
+	if a.rereadUntil.IsZero() {
+		b.unqueueLocked(&a.task) // no read of the store is needed now
+	}
 	b.reacquireLocked(a, now)
 	b.mu.Unlock()
 	b.log.Info("credential stored", "app", a.name, "keystore", b.store.Name(), "verified_with", verified)

@@ -3,15 +3,19 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/fakeclock"
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
@@ -43,10 +47,10 @@ func TestHungKeystore(t *testing.T) {
 	release := h.store.HoldGets(w.ClientID)
 	defer release()
 
-	// Start-up, paced: tenant0's acquisition starts partner's keystore
-	// read, which hangs; tenant1's joins it; tenant2 (app other) goes on.
+	// Start-up: each app's credential is read once, for all its tenants;
+	// partner's read hangs, while tenant2 (app other) goes on.
 	h.b.Start()
-	brokertest.WaitFor(t, "partner's keystore read", func() bool { return h.store.Gets() == 1 })
+	brokertest.WaitFor(t, "both apps' keystore reads", func() bool { return h.store.Gets() == 2 })
 	h.nudge("tenant2 to be fetched", func() bool { return h.status("tenant2").State == broker.StateReady })
 
 	returnsSoon(t, "ListTenants", func() { h.b.ListTenants() })
@@ -255,5 +259,216 @@ func TestEmptyStoredSecret(t *testing.T) {
 	}
 	if n := strings.Count(h.logs.String(), `msg="reading the credential failed"`); n < 6 || n > 7 {
 		t.Errorf("the keystore was read %d times in an hour, want one read every ten minutes", n)
+	}
+}
+
+// When an app's credential can be read after failed reads (here: a write
+// whose answer was lost lands, and a re-read finds it), the failures
+// recorded for want of it no longer apply: no caller is told "no
+// credential stored" any more, and every tenant is fetched.
+func TestCredentialReadAfterFailuresClearsThem(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 5)
+	st := brokertest.NewStore()
+	h := newHarnessWith(t, w, 0, broker.Options{Store: st, KeystoreTimeout: 2 * time.Second})
+	h.b.Start()
+	h.advance(time.Second)
+	wantState(t, h.status("tenant4"), broker.StateNoCredential)
+
+	// A keyring waiting on an unlock prompt: the write and the re-read
+	// hang; the user unlocks, the write lands, the re-read finds it.
+	releaseSets, releaseGets := st.HoldSets(), st.HoldGets(w.ClientID)
+	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
+	wantError(t, err, broker.KindOutcomeUnknown)
+	releaseSets()
+	brokertest.WaitFor(t, "the abandoned write", func() bool {
+		s, err := st.Store.Get(context.Background(), w.ClientID)
+		return err == nil && s.Reveal() == w.Secret
+	})
+	releaseGets()
+	brokertest.WaitFor(t, "the re-read", func() bool { return strings.Contains(h.logs.String(), "credential read from the keystore") })
+	h.settle()
+	for _, st := range h.b.ListTenants() {
+		if st.State == broker.StateNoCredential {
+			t.Errorf("%s: still %v after the credential was read", st.Name, st.State)
+		}
+	}
+	if _, err := h.get("tenant4", 0); err != nil {
+		t.Errorf("GetToken after the credential was read: %v", err)
+	}
+	h.advance(time.Second)
+	for _, st := range h.b.ListTenants() {
+		wantState(t, st, broker.StateReady)
+	}
+}
+
+// A write whose answer was lost, for an app with no secret yet: the store
+// is read again within the minute (not at the ten-minute pace of "no
+// credential"), and the tenants come up once the write lands.
+func TestLostFirstWriteIsFoundSoon(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	st := brokertest.NewStore()
+	h := newHarnessWith(t, w, 0, broker.Options{Store: st})
+	h.b.Start()
+	h.advance(time.Second)
+	release := st.HoldSets()
+	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
+	wantError(t, err, broker.KindOutcomeUnknown, "check with `brokerctl tenants` in a minute")
+	h.settle() // the first re-read finds nothing yet
+	release()
+	brokertest.WaitFor(t, "the abandoned write", func() bool {
+		s, err := st.Store.Get(context.Background(), w.ClientID)
+		return err == nil && s.Reveal() == w.Secret
+	})
+	h.advance(time.Minute)
+	wantState(t, h.status("tenant0"), broker.StateReady)
+}
+
+// lateStore's first Set never answers; its write lands when hold is
+// closed, after later Sets have answered.
+type lateStore struct {
+	*brokertest.Store
+	hold  chan struct{}
+	first atomic.Bool
+}
+
+func (s *lateStore) Set(ctx context.Context, account string, sec keystore.Secret) error {
+	if s.first.CompareAndSwap(false, true) {
+		go func() {
+			<-s.hold
+			s.Store.Store.Set(context.Background(), account, sec)
+		}()
+		<-ctx.Done()
+		return fmt.Errorf("keystore: no answer: %w", ctx.Err())
+	}
+	return s.Store.Set(ctx, account, sec)
+}
+
+// A lost write that lands after a later successful SetCredential: the
+// store then holds the older secret, and brokerd (which reads the store
+// again for a while after a lost write) switches to it, as a restart
+// would, instead of serving with a secret the store no longer holds.
+func TestLateWriteAfterNewerSetIsFollowed(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	st := &lateStore{Store: w.Store(t), hold: make(chan struct{})}
+	h := newHarnessWith(t, w, 0, broker.Options{Store: st})
+	h.b.Start()
+	h.advance(time.Second)
+	const s1, s2 = "secret-one-Q~11111111111111111111111111", "secret-two-Q~22222222222222222222222222"
+	w.IdP.AddApp(w.ClientID, s1)
+	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(s1))
+	wantError(t, err, broker.KindOutcomeUnknown)
+	h.settle()
+	w.IdP.AddApp(w.ClientID, s2)
+	if _, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(s2)); err != nil {
+		t.Fatal(err)
+	}
+	close(st.hold)
+	brokertest.WaitFor(t, "the late write", func() bool {
+		s, err := st.Store.Store.Get(context.Background(), w.ClientID)
+		return err == nil && s.Reveal() == s1
+	})
+	h.advance(time.Hour)
+	if !strings.Contains(h.logs.String(), "the keystore holds another credential than the one in use") {
+		t.Errorf("the store holds secret one; brokerd did not switch to it")
+	}
+	// Entra ID takes only secret two: the tenant says so now, as it would
+	// after a restart, rather than at some later restart.
+	wantState(t, h.status("tenant0"), broker.StateFailed, "AADSTS7000215")
+}
+
+// hookClock is a fake clock that holds the first call to Now made by
+// Broker.land until release is closed: it stops a flight just before it
+// lands, to let something else happen first.
+type hookClock struct {
+	*fakeclock.Clock
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (c *hookClock) Now() time.Time {
+	pcs := make([]uintptr, 1)
+	if runtime.Callers(2, pcs) == 1 {
+		if f, _ := runtime.CallersFrames(pcs).Next(); strings.HasSuffix(f.Function, ".(*Broker).land") {
+			c.once.Do(func() { close(c.entered); <-c.release })
+		}
+	}
+	return c.Clock.Now()
+}
+
+// failFirstGet fails its first Get as a vanished session bus would.
+type failFirstGet struct {
+	*brokertest.Store
+	n atomic.Int32
+}
+
+func (s *failFirstGet) Get(ctx context.Context, account string) (keystore.Secret, error) {
+	if s.n.Add(1) == 1 {
+		return keystore.Secret{}, fmt.Errorf("%w: test: bus gone", keystore.ErrUnavailable)
+	}
+	return s.Store.Get(ctx, account)
+}
+
+// A caller's acquisition that failed for want of the credential, landing
+// only after the credential was read, does not strand its tenant: the
+// tenant is fetched in the background all the same.
+func TestCredentialReadBeforeAFailedFlightLands(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	clk := &hookClock{Clock: fakeclock.New(t0), entered: make(chan struct{}), release: make(chan struct{})}
+	logs := &brokertest.LogBuffer{}
+	b := w.NewBroker(t, broker.Options{Store: &failFirstGet{Store: w.Store(t)}, Clock: clk, Logger: brokertest.DebugLogger(logs)})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant0"})
+		errc <- err
+	}()
+	<-clk.entered // the caller's flight got "cannot read" and is about to land
+	clk.Advance(time.Second)
+	b.Start() // the scheduler reads the credential again, successfully
+	brokertest.WaitFor(t, "the second read", func() bool { return strings.Contains(logs.String(), "credential read from the keystore") })
+	close(clk.release)
+	<-errc
+	for range 10 {
+		clk.Advance(time.Second)
+		broker.Settle(t, b)
+	}
+	if st := b.ListTenants()[0]; st.State != broker.StateReady {
+		t.Errorf("tenant0: %v (%s), %d token requests", st.State, st.LastError, w.IdP.TokenRequests(brokertest.TenantID(0)))
+	}
+}
+
+// Close during SetCredential fails it as shutting down.
+func TestCloseDuringSetCredential(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	release := h.store.HoldSets()
+	defer release()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.b.SetCredential(context.Background(), h.w.App, keystore.NewSecret(h.w.Secret))
+		errc <- err
+	}()
+	brokertest.WaitFor(t, "the write", func() bool { return h.store.Sets() == 2 })
+	h.b.Close()
+	wantError(t, <-errc, broker.KindUnavailable, "shutting down", "may or may not be stored")
+}
+
+// Tenants waiting for a hung keystore read hold no prefetch_concurrency
+// slot: another app's tenant is fetched while the read still hangs.
+func TestHungKeystoreHoldsNoBackgroundSlots(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 20) // more than prefetch_concurrency (8)
+	w.AddApp("other", "0b0b0b0b-0000-4000-8000-00000000b002", "other-secret-Q~0123456789")
+	w.AddTenant("zz-other", brokertest.TenantID(99), "other", true)
+	h := newHarnessWith(t, w, 0, broker.Options{KeystoreTimeout: time.Minute})
+	release := h.store.HoldGets(w.ClientID)
+	defer release()
+	h.b.Start()
+	h.nudge("zz-other to be fetched", func() bool { return h.status("zz-other").State == broker.StateReady })
+	if st := h.status("tenant0"); st.State != broker.StatePending {
+		t.Errorf("tenant0: %v (%s); want pending, its keystore read still hanging", st.State, st.LastError)
 	}
 }

@@ -36,7 +36,7 @@ type harness struct {
 // half a second of real time.
 func newHarness(t *testing.T, w *brokertest.World, tenants int, top ...string) *harness {
 	t.Helper()
-	return newHarnessWith(t, w, tenants, broker.Options{KeystoreTimeout: 500 * time.Millisecond}, top...)
+	return newHarnessWith(t, w, tenants, broker.Options{}, top...)
 }
 
 // newHarnessWith is newHarness with options: a Store or KeystoreTimeout
@@ -49,6 +49,9 @@ func newHarnessWith(t *testing.T, w *brokertest.World, tenants int, opts broker.
 	h := &harness{t: t, w: w, clk: fakeclock.New(t0), store: w.Store(t), logs: &brokertest.LogBuffer{}}
 	if opts.Store == nil {
 		opts.Store = h.store
+	}
+	if opts.KeystoreTimeout == 0 {
+		opts.KeystoreTimeout = 500 * time.Millisecond
 	}
 	opts.Clock, opts.Logger = h.clk, brokertest.DebugLogger(h.logs)
 	h.b = w.NewBroker(t, opts, top...)

@@ -138,17 +138,22 @@ func (b *Broker) dispatchLocked(now time.Time) time.Time {
 			continue
 		}
 		e := t.entry
-		if f := e.flight; f != nil && f.gen == e.t.app.gen {
+		a := e.t.app
+		if f := e.flight; f != nil && f.gen == a.gen {
 			// A caller's acquisition is already on it; its landing
 			// schedules the next one.
 			b.unqueueLocked(t)
 			continue
 		}
-		if a := e.t.app; a.secret.IsZero() && a.load == nil && a.loadErr != nil && now.Before(a.retryAt) {
-			// The app's credential cannot be read yet: the entry waits for
-			// it without a flight, and without spending a pacing slot.
-			b.unqueueLocked(t)
-			b.parkLocked(e, a.loadErr)
+		if a.secret.IsZero() {
+			// The app's credential is not in hand: the entry waits for the
+			// keystore read (started here unless one is in flight or
+			// waiting for its retry time) instead of holding a pacing or a
+			// prefetch_concurrency slot while it waits.
+			if a.load == nil && (a.loadErr == nil || !now.Before(a.retryAt)) {
+				b.startLoadLocked(a)
+			}
+			b.parkLocked(e, nil)
 			continue
 		}
 		if b.background >= b.cfg.prefetchConcurrency {
