@@ -36,8 +36,12 @@
 // read) waits in one queue ordered by time. The run goroutine starts due
 // acquisitions one per 1/prefetch_rate and at most prefetch_concurrency at
 // a time, whether they fell due one by one or all at once after the host
-// slept. A caller that finds no usable token starts (or joins) a flight at
-// once instead: it is bounded by max_idp_requests and the retry rules, not
+// slept. An entry whose app has no secret in hand does not fly: it is
+// parked until the app's keystore read answers, which wakes every parked
+// entry of the app at once. A read that succeeds after failed reads, or
+// finds another secret than the one in use, starts a new generation. A
+// caller that finds no usable token starts (or joins) a flight at once
+// instead: it is bounded by max_idp_requests and the retry rules, not
 // paced behind background work.
 //
 // Every goroutine the broker starts is counted in Broker.wg. Close cancels
