@@ -383,3 +383,27 @@ func TestCatchUpIsPaced(t *testing.T) {
 		}
 	}
 }
+
+// Pacing keeps its rate when the scheduler wakes a little late (as real
+// timers do under load): the slots stay on their grid instead of each
+// late wake-up pushing the rest back.
+func TestPacingAbsorbsLateWakeUps(t *testing.T) {
+	t.Parallel()
+	const tenants = 20
+	h := newHarness(t, nil, tenants)
+	h.b.Start()
+	h.settle()
+	begin := h.clk.Now()
+	for h.w.IdP.TotalTokenRequests() < tenants {
+		next := h.settle()
+		if next.IsZero() {
+			t.Fatalf("the scheduler sleeps with %d of %d tenants fetched", h.w.IdP.TotalTokenRequests(), tenants)
+		}
+		h.clk.Set(next.Add(time.Millisecond)) // every wake-up 1 ms late
+		h.settle()
+	}
+	// 19 slots of 20 ms after the first, plus the last wake-up's 1 ms.
+	if took := h.clk.Now().Sub(begin); took > 19*20*time.Millisecond+time.Millisecond {
+		t.Errorf("%d paced fetches took %v with wake-ups 1 ms late; want 381 ms (prefetch_rate 50/s)", tenants, took)
+	}
+}

@@ -163,7 +163,15 @@ func (b *Broker) dispatchLocked(now time.Time) time.Time {
 			return b.nextPace
 		}
 		b.unqueueLocked(t)
-		b.nextPace = now.Add(b.pace)
+		if now.Sub(b.nextPace) < b.pace {
+			// On time, or a little late (the wake-up itself takes time):
+			// the next slot keeps to the grid, so lateness does not add
+			// up and the rate stays prefetch_rate.
+			b.nextPace = b.nextPace.Add(b.pace)
+		} else {
+			// After a quiet spell: one now, the next a full slot later.
+			b.nextPace = now.Add(b.pace)
+		}
 		b.background++
 		b.startFlightLocked(e, true)
 	}

@@ -122,7 +122,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return nil, errUsage
 	}
 	if o.dev && o.config != "" {
-		return nil, errors.New("--dev and --config cannot be combined: dev mode uses its own demo configuration")
+		fmt.Fprintln(stderr, "brokerd: --dev and --config cannot be combined: dev mode uses its own demo configuration")
+		return nil, errUsage
 	}
 	return &o, nil
 }

@@ -868,7 +868,7 @@ func TestBadInput(t *testing.T) {
 		{name: "stray argument", args: []string{"--dev", "extra"},
 			code: 2, subs: []string{`brokerd: unexpected argument "extra"`, "Usage: brokerd [flags]"}},
 		{name: "dev with config", args: []string{"--dev", "--config", "/nonexistent.toml"},
-			code: 1, subs: []string{"--dev and --config cannot be combined"}},
+			code: 2, subs: []string{"--dev and --config cannot be combined"}},
 		{name: "missing config", args: []string{"--config", "/nonexistent/brokerd.toml"},
 			code: 2, subs: []string{"brokerd: ", "/nonexistent/brokerd.toml", "no such file"}},
 		{name: "help", args: []string{"--help"},
