@@ -149,10 +149,12 @@ func misses(t *testing.T, s *stack) map[string]uint64 {
 	return m
 }
 
-// The fault matrix in real time, end to end over gRPC: with 20-second tokens and min_valid 4 s, a fault from
-// the first refresh on. Callers get the cached token while it has min_valid
-// left, then UNAVAILABLE naming the cause; meanwhile the IdP sees a bounded
-// number of requests (backoff, Retry-After respected).
+// The fault matrix in real time, end to end over gRPC: with 20-second
+// tokens and min_valid 4 s, a fault from the first refresh on. Callers get
+// the cached token while it has min_valid left, then UNAVAILABLE naming the
+// cause; meanwhile the IdP sees a bounded number of requests (backoff,
+// Retry-After respected). broker's TestFaultMatrix is the same matrix on
+// the fake clock.
 func TestLongFaultMatrix(t *testing.T) {
 	t.Parallel()
 	const (
