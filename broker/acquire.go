@@ -227,24 +227,21 @@ func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Cli
 }
 
 // askIdP makes one token request to Entra ID, holding one of the
-// max_idp_requests slots for it; idp_timeout starts once it has one. The
-// request ends when ctx or the broker does.
+// max_idp_requests slots for it; idp_timeout starts once it has one. ctx
+// must end when the broker closes (both callers derive it from b.ctx), so
+// no request starts after Close.
 func (b *Broker) askIdP(ctx context.Context, client *confidential.Client, scopes []string) (confidential.AuthResult, error) {
 	select {
 	case b.idpSlots <- struct{}{}:
 		defer func() { <-b.idpSlots }()
 	case <-ctx.Done():
 		return confidential.AuthResult{}, ctx.Err()
-	case <-b.ctx.Done():
-		return confidential.AuthResult{}, errClosing()
+	}
+	if err := ctx.Err(); err != nil {
+		return confidential.AuthResult{}, err // the slot and the end came together
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.idpTimeout)
 	defer cancel()
-	stop := context.AfterFunc(b.ctx, cancel)
-	defer stop()
-	if b.ctx.Err() != nil {
-		return confidential.AuthResult{}, errClosing()
-	}
 	return client.AcquireTokenByCredential(ctx, scopes)
 }
 
