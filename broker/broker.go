@@ -124,8 +124,8 @@ type Broker struct {
 	seq        uint64    // guarded by mu: orders tasks due at the same moment
 	nextPace   time.Time // guarded by mu: the earliest the next scheduled acquisition may start
 	background int       // guarded by mu: scheduled flights in flight
+	// busy, sleeping and sleepUntil let tests see when the broker is quiet.
 	busy       int       // guarded by mu: flights and keystore reads in flight
-	kicked     bool      // guarded by mu: a kick the run loop has not seen yet
 	sleeping   bool      // guarded by mu: the run loop waits until sleepUntil
 	sleepUntil time.Time // guarded by mu
 }
