@@ -124,8 +124,11 @@ type Broker struct {
 	seq        uint64    // guarded by mu: orders tasks due at the same moment
 	nextPace   time.Time // guarded by mu: the earliest the next scheduled acquisition may start
 	background int       // guarded by mu: scheduled flights in flight
-	// busy, sleeping and sleepUntil let tests see when the broker is quiet.
 	busy       int       // guarded by mu: flights and keystore reads in flight
+	// kicked is a kick the run loop has not acted on yet. It is not
+	// len(b.kick): the loop takes the kick from the channel before it takes
+	// mu, and only clears kicked once it holds mu and looks at the queue.
+	kicked     bool      // guarded by mu
 	sleeping   bool      // guarded by mu: the run loop waits until sleepUntil
 	sleepUntil time.Time // guarded by mu
 }

@@ -15,7 +15,7 @@ func Settle(t testing.TB, b *Broker) time.Time {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		b.mu.Lock()
-		busy, kicked, running, sleeping, until, closed := b.busy, len(b.kick) > 0, b.running, b.sleeping, b.sleepUntil, b.closed
+		busy, kicked, running, sleeping, until, closed := b.busy, b.kicked, b.running, b.sleeping, b.sleepUntil, b.closed
 		b.mu.Unlock()
 		if closed {
 			return time.Time{}

@@ -78,9 +78,9 @@ func (b *Broker) unqueueLocked(t *task) {
 	t.due = time.Time{}
 }
 
-// kickLocked makes the run loop look at the queue again. mu is held, so
-// a kick the run loop has not taken yet is len(b.kick) > 0 under mu.
+// kickLocked makes the run loop look at the queue again. mu is held.
 func (b *Broker) kickLocked() {
+	b.kicked = true
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -97,7 +97,7 @@ func (b *Broker) run() {
 		case <-b.kick:
 		default:
 		}
-		b.sleeping = false
+		b.kicked, b.sleeping = false, false
 		if b.closed {
 			b.mu.Unlock()
 			return
