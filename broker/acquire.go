@@ -70,7 +70,7 @@ func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration
 		}
 		f := e.flight
 		if f == nil || f.gen != e.t.app.gen {
-			if fl := e.failure; fl != nil && fl.gen == e.t.app.gen && now.Before(fl.retryAt) {
+			if fl := e.currentFailure(); fl != nil && now.Before(fl.retryAt) {
 				b.mu.Unlock()
 				return nil, fl.withRetry()
 			}

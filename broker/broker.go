@@ -191,6 +191,16 @@ type failure struct {
 	gen     uint64
 }
 
+// currentFailure is e's last failure if it is about the app's current
+// credential, else nil: a failure with a replaced credential is neither
+// served nor shown, its successor is on the way. mu is held.
+func (e *entry) currentFailure() *failure {
+	if f := e.failure; f != nil && f.gen == e.t.app.gen {
+		return f
+	}
+	return nil
+}
+
 // New builds a broker for cfg. It starts nothing and makes no network or
 // keystore calls.
 func New(cfg *Config, opts Options) (*Broker, error) {

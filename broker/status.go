@@ -64,10 +64,7 @@ func (b *Broker) ListTenants() []TenantStatus {
 		default:
 			s.NextRefresh = e.task.due
 		}
-		f := e.failure
-		if f != nil && f.gen != t.app.gen {
-			f = nil // about a credential no longer in use; its successor is on the way
-		}
+		f := e.currentFailure()
 		b.mu.Unlock()
 		tok := e.tok.Load()
 		if tok != nil && tok.ExpiresAt.After(now) {
