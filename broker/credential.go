@@ -204,13 +204,14 @@ func (b *Broker) reacquireLocked(a *app, now time.Time) int {
 // (and retried with backoff); anything else needs a person.
 func (b *Broker) keystoreReadError(a *app, err error) *Error {
 	store := b.store.Name()
+	readOnly := b.store.Writable(a.clientID) != nil
 	fix := "store one with: brokerctl credential set --app " + a.name
-	if b.store.Writable(a.clientID) != nil {
+	if readOnly {
 		fix = "provision it and restart brokerd"
 	}
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		if b.store.Writable(a.clientID) != nil {
+		if readOnly {
 			// The read-only store's error says how to provision it.
 			fix = err.Error()
 		}
