@@ -25,6 +25,7 @@ import (
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 )
 
 const (
@@ -177,18 +178,6 @@ func decode(t *testing.T, body []byte) map[string]any {
 		t.Fatalf("body %q is not a JSON object: %v", body, err)
 	}
 	return m
-}
-
-// waitFor polls cond until it holds, failing the test after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestMSALAcquiresSignedTokenWithClaims(t *testing.T) {
@@ -627,7 +616,7 @@ func TestFaultDelayHonouredAndCancellable(t *testing.T) {
 		_, err := c.AcquireTokenByCredential(ctx, scopes)
 		done <- err
 	}()
-	waitFor(t, "the delayed token request", func() bool { return srv.TokenRequests(tenantA) == 2 })
+	brokertest.WaitFor(t, "the delayed token request", func() bool { return srv.TokenRequests(tenantA) == 2 })
 	select {
 	case err := <-done:
 		t.Fatalf("answered during an hour's delay: %v", err)
@@ -657,7 +646,7 @@ func TestCloseAbortsDelayedRequests(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the delayed token request", func() bool { return srv.TotalTokenRequests() == 1 })
+	brokertest.WaitFor(t, "the delayed token request", func() bool { return srv.TotalTokenRequests() == 1 })
 	closed := make(chan struct{})
 	go func() { srv.Close(); close(closed) }()
 	select {
