@@ -100,6 +100,9 @@ func (c *Config) Apps() []AppConfig {
 	return apps
 }
 
+// NumTenants is how many tenants the configuration has.
+func (c *Config) NumTenants() int { return len(c.tenants) }
+
 // Tenants is a copy of the tenants, sorted by name.
 func (c *Config) Tenants() []TenantConfig {
 	tenants := make([]TenantConfig, len(c.tenants))

@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
-	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", len(cfg.Tenants()),
+	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", cfg.NumTenants(),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "error", err)
