@@ -29,14 +29,15 @@ const (
 // only ways to build one, so a *Config that New receives is valid by
 // construction (the zero Config is refused by New).
 type Config struct {
-	authorityHost       string         // "https://host", no trailing slash
-	keystore            string         // keyring | systemd | memory
-	refreshBefore       time.Duration  // > 0
-	minValid            time.Duration  // > 0
-	idpTimeout          time.Duration  // > 0
-	prefetchConcurrency int            // 1..1024
-	prefetchRate        int            // 1..10000
-	maxIdPRequests      int            // 1..4096
+	authorityHost       string        // "https://host", no trailing slash
+	keystore            string        // keyring | systemd | memory
+	refreshBefore       time.Duration // > 0
+	minValid            time.Duration // > 0
+	idpTimeout          time.Duration // > 0
+	prefetchConcurrency int           // 1..1024
+	prefetchRate        int           // 1..10000
+	maxIdPRequests      int           // 1..4096
+	limits              Limits
 	access              *Access        // the top-level allow lists (default: daemon uid + root)
 	apps                []AppConfig    // sorted by name, at least one
 	tenants             []TenantConfig // sorted by name, at least one
@@ -47,6 +48,9 @@ type AppConfig struct {
 	Name     string
 	ClientID string   // lower-case GUID
 	Scopes   []string // validated, at least one (default DefaultScope)
+	// AllowedScopes are the scopes callers may ask for: validated /.default
+	// scopes, sorted, without duplicates (default Scopes).
+	AllowedScopes []string
 }
 
 // TenantConfig is one customer tenant of a Config.
@@ -86,6 +90,9 @@ func (c *Config) PrefetchRate() int { return c.prefetchRate }
 // over all tenants.
 func (c *Config) MaxIdPRequests() int { return c.maxIdPRequests }
 
+// Limits are the bounds of [limits].
+func (c *Config) Limits() Limits { return c.limits }
+
 // Access is a copy of the top-level allow lists, which apply to tenants
 // with none of their own and to names that match no tenant.
 func (c *Config) Access() *Access { return c.access.clone() }
@@ -95,6 +102,7 @@ func (c *Config) Apps() []AppConfig {
 	apps := make([]AppConfig, len(c.apps))
 	for i, a := range c.apps {
 		a.Scopes = slices.Clone(a.Scopes)
+		a.AllowedScopes = slices.Clone(a.AllowedScopes)
 		apps[i] = a
 	}
 	return apps

@@ -32,6 +32,8 @@ type document struct {
 	// AccessLists at the top level are the default for tenants that set
 	// none. With none anywhere, only the daemon's uid and root get tokens.
 	AccessLists
+	// Limits bound what local callers can make the daemon do.
+	Limits limitsTable `toml:"limits"`
 	// Apps are the Entra ID app registrations, by name.
 	Apps map[string]*appTable `toml:"apps"`
 	// Tenants are the customer tenants, by name.
@@ -44,6 +46,39 @@ type appTable struct {
 	ClientID string `toml:"client_id"`
 	// Scopes are requested when a caller names none.
 	Scopes []string `toml:"scopes"`
+	// AllowedScopes are the scopes (or resources, meaning their
+	// /.default scope) callers may ask for; the default is Scopes.
+	AllowedScopes []string `toml:"allowed_scopes"`
+}
+
+// limitsTable is [limits]: the bounds on what one local caller can make
+// the daemon do. Pointers tell a key left out (the default) from a zero.
+type limitsTable struct {
+	// MaxRequestBytes bounds one gRPC message a caller sends.
+	MaxRequestBytes *int `toml:"max_request_bytes"`
+	// MaxTenantBytes bounds the tenant a GetToken names.
+	MaxTenantBytes *int `toml:"max_tenant_bytes"`
+	// MaxScopes bounds the scopes one GetToken names.
+	MaxScopes *int `toml:"max_scopes"`
+	// MaxScopeBytes bounds each scope a GetToken names.
+	MaxScopeBytes *int `toml:"max_scope_bytes"`
+	// MaxScopeSets bounds the scope sets, beyond its app's scopes, that
+	// one tenant keeps fresh.
+	MaxScopeSets *int `toml:"max_scope_sets"`
+	// MaxConnections bounds the open connections over all callers.
+	MaxConnections *int `toml:"max_connections"`
+	// MaxConnectionsPerUID bounds the open connections of one uid.
+	MaxConnectionsPerUID *int `toml:"max_connections_per_uid"`
+	// IdleTimeout closes a connection with no call in progress for this
+	// long.
+	IdleTimeout *duration `toml:"idle_timeout"`
+	// ReacquireInterval is the least time between two acquisitions of a
+	// tenant's token that a caller's min_valid forces while the current
+	// token is younger than it.
+	ReacquireInterval *duration `toml:"reacquire_interval"`
+	// AuditDenialsPerMinute bounds the denial lines audited per uid and
+	// minute; the rest are summed up in one line.
+	AuditDenialsPerMinute *int `toml:"audit_denials_per_minute"`
 }
 
 // tenantTable is one customer tenant that has consented to an app,

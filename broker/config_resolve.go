@@ -17,6 +17,7 @@ func (d *document) setDefaults() {
 	setDefault(&d.PrefetchConcurrency, DefaultPrefetch)
 	setDefault(&d.PrefetchRate, DefaultPrefetchRate)
 	setDefault(&d.MaxIdPRequests, DefaultMaxInFlight)
+	d.Limits.setDefaults()
 	onlyApp := ""
 	for name, a := range d.Apps {
 		onlyApp = name
@@ -103,7 +104,10 @@ func resolveScalars(c *Config, d *document) error {
 	if c.prefetchRate, err = intIn("prefetch_rate", *d.PrefetchRate, 10000, " requests per second"); err != nil {
 		return err
 	}
-	c.maxIdPRequests, err = intIn("max_idp_requests", *d.MaxIdPRequests, 4096, "")
+	if c.maxIdPRequests, err = intIn("max_idp_requests", *d.MaxIdPRequests, 4096, ""); err != nil {
+		return err
+	}
+	c.limits, err = d.Limits.resolve()
 	return err
 }
 
@@ -156,7 +160,27 @@ func resolveApp(name string, a *appTable) (AppConfig, error) {
 			return AppConfig{}, badKey(key+".scopes", "%v", err)
 		}
 	}
-	return AppConfig{Name: name, ClientID: strings.ToLower(a.ClientID), Scopes: a.Scopes}, nil
+	allowed := a.Scopes
+	if a.AllowedScopes != nil {
+		allowed = make([]string, 0, len(a.AllowedScopes))
+		for _, s := range a.AllowedScopes {
+			scope := resourceScope(s)
+			if err := ValidateScope(scope); err != nil {
+				return AppConfig{}, badKey(key+".allowed_scopes", "%q is neither a resource nor its /.default scope: %v", s, err)
+			}
+			allowed = append(allowed, scope)
+		}
+	}
+	return AppConfig{Name: name, ClientID: strings.ToLower(a.ClientID), Scopes: a.Scopes, AllowedScopes: canonicalScopes(allowed)}, nil
+}
+
+// resourceScope is s when it is a /.default scope, else the /.default
+// scope of s, a resource: allowed_scopes takes either.
+func resourceScope(s string) string {
+	if strings.HasSuffix(s, "/.default") {
+		return s
+	}
+	return strings.TrimSuffix(s, "/") + "/.default"
 }
 
 // aliases are the names, ids and domains of the tenants resolved so far,

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
@@ -168,6 +170,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad domain", app + tenant + "domains = [\"not a domain\"]\n", []string{"c.toml:6:", "tenants.contoso.domains"}},
 		{"inline table location", app + "[tenants]\ncontoso = { id = \"nope\", app = \"partner\" }\n", []string{"c.toml:4:", "tenants.contoso.id"}},
 		{"prefetch out of range", "prefetch_concurrency = 100000\n" + app + tenant, []string{"c.toml:1:", "prefetch_concurrency", "out of range"}},
+		{"limit out of range", app + tenant + "[limits]\nmax_scopes = 0\n", []string{"c.toml:7:", "limits.max_scopes", "0 is out of range (1 to 64)"}},
+		{"limit of the wrong type", app + tenant + "[limits]\nidle_timeout = 60\n", []string{"c.toml:7:", "limits.idle_timeout", "expected a duration string"}},
+		{"unknown limit", app + tenant + "[limits]\nmax_tokens = 1\n", []string{"c.toml:7:", `unknown key "limits.max_tokens"`}},
+		{"per-uid connections over the total", "[limits]\nmax_connections = 10\nmax_connections_per_uid = 20\n" + app + tenant, []string{"c.toml:3:", "limits.max_connections_per_uid", "20 is more than limits.max_connections (10)"}},
+		{"bad allowed scope", app + "allowed_scopes = [\"graph\"]\n" + tenant, []string{"c.toml:3:", "apps.partner.allowed_scopes", `"graph" is neither a resource nor its /.default scope`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,6 +195,59 @@ func TestParseConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseConfigLimits(t *testing.T) {
+	c, err := ParseConfig("c.toml", []byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{
+		MaxRequestBytes: DefaultMaxRequestBytes, MaxTenantBytes: DefaultMaxTenantBytes, MaxScopes: DefaultMaxScopes,
+		MaxScopeBytes: DefaultMaxScopeBytes, MaxScopeSets: DefaultMaxScopeSets, MaxConnections: DefaultMaxConnections,
+		MaxConnectionsPerUID: DefaultMaxConnectionsPerUID, IdleTimeout: DefaultIdleTimeout,
+		ReacquireInterval: DefaultReacquireInterval, AuditDenialsPerMinute: DefaultAuditDenialsPerMinute,
+	}
+	if got := c.Limits(); got != want {
+		t.Errorf("default limits = %+v, want %+v", got, want)
+	}
+	c, err = ParseConfig("c.toml", []byte(goodConfig+`
+[limits]
+max_scope_sets = 32
+idle_timeout = "30s"
+max_connections_per_uid = 8
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.MaxScopeSets, want.IdleTimeout, want.MaxConnectionsPerUID = 32, 30*time.Second, 8
+	if got := c.Limits(); got != want {
+		t.Errorf("limits = %+v, want %+v", got, want)
+	}
+}
+
+func TestParseConfigAllowedScopes(t *testing.T) {
+	c, err := ParseConfig("c.toml", []byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Apps()[0].AllowedScopes; !slices.Equal(got, []string{DefaultScope}) {
+		t.Errorf("default allowed_scopes = %v, want the app's scopes", got)
+	}
+	c, err = ParseConfig("c.toml", []byte(`
+[apps.partner]
+client_id = "00000000-0000-0000-0000-000000000000"
+allowed_scopes = ["https://graph.microsoft.com", "https://api.securitycenter.microsoft.com/.default", "https://graph.microsoft.com/.default"]
+[tenants.contoso]
+id = "11111111-1111-1111-1111-111111111111"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{DefaultScope, "https://graph.microsoft.com/.default"}
+	if got := c.Apps()[0].AllowedScopes; !slices.Equal(got, want) {
+		t.Errorf("allowed_scopes = %v, want %v (a resource means its /.default scope)", got, want)
 	}
 }
 
