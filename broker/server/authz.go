@@ -45,7 +45,7 @@ type authorizer struct {
 // denialSummary is the report of the denials limiter.
 func denialSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
 	return func(uid uint32, held int) {
-		log.Warn(fmt.Sprintf("%d more denials from uid %d", held, uid), "uid", uid, "denials", held,
+		log.Warn(fmt.Sprintf("%d more %s from uid %d", held, plural(held, "denial"), uid), "uid", uid, "denials", held,
 			"reason", fmt.Sprintf("over limits.audit_denials_per_minute (%d)", perMinute))
 	}
 }
@@ -144,4 +144,12 @@ func peerOf(ctx context.Context) *Peer {
 	}
 	p, _ := pr.AuthInfo.(*Peer)
 	return p
+}
+
+// plural is noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }

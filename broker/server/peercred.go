@@ -72,7 +72,7 @@ func (l *peerListener) refused(c broker.Caller, key string, limit int) {
 // connRefusalSummary is the report of the refusals limiter.
 func connRefusalSummary(log *slog.Logger) func(uid uint32, held int) {
 	return func(uid uint32, held int) {
-		log.Warn(fmt.Sprintf("refused %d more connections from uid %d: over limits.max_connections_per_uid or limits.max_connections", held, uid),
+		log.Warn(fmt.Sprintf("refused %d more %s from uid %d: over limits.max_connections_per_uid or limits.max_connections", held, plural(held, "connection"), uid),
 			"uid", uid, "refused", held)
 	}
 }

@@ -105,15 +105,14 @@ func (l *uidLimiter) reportAtEnd(uid uint32, w *uidWindow) {
 }
 
 // close reports every window that holds events back, and lets every later
-// event through.
+// event through. It returns once every report is written, also when
+// another close is in progress.
 func (l *uidLimiter) close() {
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
+	if !l.closed {
+		l.closed = true
+		close(l.done)
 	}
-	l.closed = true
-	close(l.done)
 	l.mu.Unlock()
 	l.wg.Wait()
 }
