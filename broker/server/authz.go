@@ -38,7 +38,8 @@ type authorizer struct {
 	b      *broker.Broker
 	limits broker.Limits
 	audit  *slog.Logger
-	// denials rate limits the audit lines of denials per uid.
+	// denials rate limits the audit lines of denials per uid; nil audits
+	// every denial.
 	denials *uidLimiter
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -185,5 +186,57 @@ func TestUIDLimiterCountsEveryEvent(t *testing.T) {
 	passed.Range(func(_, v any) bool { sum += v.(int); return true })
 	if sum+held != 8*500 {
 		t.Errorf("%d let through + %d reported = %d, want %d", sum, held, sum+held, 8*500)
+	}
+}
+
+// Connections count per uid and in total; admins count against their own
+// cap but not the total, so they can always get in; closing uncounts.
+func TestConnLimits(t *testing.T) {
+	cl := newConnLimits(broker.Limits{MaxConnections: 3, MaxConnectionsPerUID: 2})
+	a, b, root := broker.Caller{UID: 1000}, broker.Caller{UID: 1001}, broker.Caller{UID: 0}
+	steps := []struct {
+		c    broker.Caller
+		want string
+	}{
+		{a, ""}, {a, ""}, {a, "limits.max_connections_per_uid"},
+		{b, ""}, {b, "limits.max_connections"},
+		{root, ""}, {root, ""}, {root, "limits.max_connections_per_uid"},
+	}
+	for i, s := range steps {
+		if key, _ := cl.open(s.c); key != s.want {
+			t.Fatalf("step %d, uid %d: over %q, want %q", i, s.c.UID, key, s.want)
+		}
+	}
+	cl.closed(a)
+	if key, _ := cl.open(b); key != "" {
+		t.Errorf("after a close: over %q", key)
+	}
+	for _, c := range []broker.Caller{a, b, b, root, root} {
+		cl.closed(c)
+	}
+	if len(cl.byUID) != 0 || cl.total != 0 {
+		t.Errorf("all closed: %v, total %d", cl.byUID, cl.total)
+	}
+}
+
+// The daemon warns at start when its open file limit cannot hold what the
+// connection limits allow.
+func TestCheckFileLimit(t *testing.T) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Cur < 2*fdHeadroom {
+		t.Fatalf("RLIMIT_NOFILE %d is too low for this test", rl.Cur)
+	}
+	for _, tc := range []struct {
+		max  int
+		warn bool
+	}{{int(rl.Cur), true}, {int(rl.Cur) - fdHeadroom - 2, false}} {
+		var logs brokertest.LogBuffer
+		checkFileLimit(broker.Limits{MaxConnections: tc.max, MaxConnectionsPerUID: 1}, brokertest.DebugLogger(&logs))
+		if got := strings.Contains(logs.String(), "raise LimitNOFILE"); got != tc.warn {
+			t.Errorf("max_connections %d with RLIMIT_NOFILE %d: warned %v, want %v: %s", tc.max, rl.Cur, got, tc.warn, logs.String())
+		}
 	}
 }

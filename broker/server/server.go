@@ -10,6 +10,14 @@
 // (SO_PEERCRED, SO_PEERGROUPS) as gRPC AuthInfo; one authorizer decides and
 // audits every BrokerService call from them. No handler returns or logs a
 // secret, or a token other than the one GetToken hands its caller.
+//
+// The [limits] of the configuration bound what any local user who can
+// connect can make the daemon hold: connections per uid and in total
+// (refused at accept, before gRPC sees them), idle connections (closed),
+// what a connection may send (message, header and window sizes, calls in
+// progress), the tenant and scopes of a request (checked before anything
+// is logged, cached or sent) and the audit lines of its denials per
+// minute.
 package server
 
 import (

@@ -118,6 +118,12 @@ func TestConnectionFlood(t *testing.T) {
 	for range 3 {
 		s.ctlAs(allowedCaller, s.socket, "", "get", "--tenant", "woodgrove").wantExit(t, 0)
 	}
+	// While it holds its 64, each new connection of nobody's is refused.
+	if p := startFlood(t, s.socket, 1); p.refused != 1 {
+		t.Errorf("one more connection: kept %d, refused %d; want it refused", p.kept, p.refused)
+	} else {
+		p.stop(t)
+	}
 	refusedLine := "connection refused: uid 65534 is over limits.max_connections_per_uid (64)"
 	if n := strings.Count(d.stderr.String(), refusedLine); n != 1 {
 		t.Errorf("%d lines %q, want 1:\n%s", n, refusedLine, d.stderr.String())
@@ -140,8 +146,8 @@ func TestConnectionFlood(t *testing.T) {
 		n, _ := strconv.Atoi(m[1])
 		logged += n
 	}
-	if logged != flood-64 {
-		t.Errorf("the log accounts for %d refused connections, want %d:\n%s", logged, flood-64, d.stderr.String())
+	if logged != flood-64+1 {
+		t.Errorf("the log accounts for %d refused connections, want %d:\n%s", logged, flood-64+1, d.stderr.String())
 	}
 }
 
