@@ -138,7 +138,7 @@ func (a *Access) Allows(c Caller) (bool, string) {
 	switch {
 	case c.UID == 0:
 		return true, "root"
-	case c.UID == uint32(os.Getuid()):
+	case c.UID == daemonUID:
 		return true, "the daemon's own uid"
 	case slices.Contains(a.UIDs, c.UID):
 		return true, fmt.Sprintf("uid %d is allowed by %s", c.UID, a.Source)
@@ -155,22 +155,33 @@ func (a *Access) Allows(c Caller) (bool, string) {
 
 // IsAdmin reports whether c may administer the daemon (set credentials):
 // only the daemon's own uid and root.
-func IsAdmin(c Caller) bool { return c.UID == 0 || c.UID == uint32(os.Getuid()) }
+func IsAdmin(c Caller) bool { return c.UID == 0 || c.UID == daemonUID }
+
+// daemonUID is the uid the daemon runs as; it never changes.
+var daemonUID = uint32(os.Getuid())
 
 // Authorize decides whether c may get tokens for the tenant named by
-// name (name, id or domain). It returns the tenant's configured name, or
-// name itself when no tenant matches; an unknown tenant is allowed only to
-// callers the top-level list allows, so that others learn nothing about
-// which tenants exist.
+// name (name, id or domain), and why. tenant is the tenant's configured
+// name, the same for each of its names, or "" for every name that matches
+// no tenant, so a decision can be cached under it whatever the caller
+// sends. An unknown name is allowed only to admins (the daemon's uid and
+// root), who then learn it is unknown; anyone else is denied it as they are
+// denied a tenant they may not use, and learns nothing about which tenants
+// exist.
 func (b *Broker) Authorize(c Caller, name string) (tenant string, allowed bool, reason string) {
 	t := b.lookup[name]
 	if t == nil {
 		t = b.lookup[strings.ToLower(name)]
 	}
 	if t == nil {
-		ok, why := b.defaultAccess.Allows(c)
-		return name, ok, "unknown tenant; " + why
+		if ok, why := adminsOnly.Allows(c); ok {
+			return "", true, "unknown tenant; " + why
+		}
+		return "", false, fmt.Sprintf("unknown tenant; uid %d is not an admin", c.UID)
 	}
 	ok, why := t.access.Allows(c)
 	return t.name, ok, why
 }
+
+// adminsOnly is the allow list of names that match no tenant.
+var adminsOnly = &Access{Source: "no list (unknown tenant)"}

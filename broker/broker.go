@@ -72,9 +72,6 @@ import (
 // caller cycling through scopes cannot grow the broker without limit.
 const maxScopeSets = 16
 
-// maxTenantName bounds the tenant names GetToken looks up.
-const maxTenantName = 256
-
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
 	// Store holds the apps' client secrets, keyed by client id.
@@ -107,8 +104,6 @@ type Broker struct {
 	apps    map[string]*app
 	tenants []*tenant          // sorted by name
 	lookup  map[string]*tenant // lower-case name, id and domains
-	// defaultAccess decides for names that match no tenant.
-	defaultAccess *Access
 
 	ctx      context.Context // canceled by Close
 	cancel   context.CancelFunc
@@ -221,7 +216,6 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		pace:            time.Second / time.Duration(cfg.prefetchRate),
 		apps:            map[string]*app{},
 		lookup:          map[string]*tenant{},
-		defaultAccess:   cfg.access,
 		ctx:             ctx,
 		cancel:          cancel,
 		idpSlots:        make(chan struct{}, cfg.maxIdPRequests),
@@ -362,6 +356,9 @@ type TokenRequest struct {
 // acquisition in flight for that tenant and scope set. A caller giving up
 // does not cancel the acquisition.
 func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error) {
+	if err := b.cfg.limits.CheckTokenRequest(req); err != nil {
+		return nil, err
+	}
 	t, err := b.resolve(req.Tenant)
 	if err != nil {
 		return nil, err
@@ -397,19 +394,15 @@ func errMinValid(e *entry, minValid, left time.Duration) *Error {
 		minValid, e.t.name, left.Round(time.Second))
 }
 
-// resolve finds a tenant by name, id or domain.
+// resolve finds a tenant by name, id or domain; name has passed
+// CheckTokenRequest. The error of an unknown name lists configured tenants:
+// the gRPC adapter lets only admins get that far with one.
 func (b *Broker) resolve(name string) (*tenant, error) {
-	if name == "" {
-		return nil, errorf(KindInvalidArgument, "no tenant given: name a configured tenant (by name, tenant id or domain)")
-	}
 	if t := b.lookup[name]; t != nil {
 		return t, nil
 	}
 	if t := b.lookup[strings.ToLower(name)]; t != nil {
 		return t, nil
-	}
-	if len(name) > maxTenantName {
-		return nil, errorf(KindInvalidArgument, "tenant name of %d bytes is too long", len(name))
 	}
 	names := make([]string, 0, min(len(b.tenants), 20))
 	for _, t := range b.tenants[:min(len(b.tenants), 20)] {

@@ -28,3 +28,7 @@ func (wallClock) TimerAt(deadline time.Time) (<-chan time.Time, func() bool) {
 	t := time.NewTimer(time.Until(deadline))
 	return t.C, t.Stop
 }
+
+// Clock is the broker's time, for adapters whose own time-based limits
+// (such as the audit log's per-minute windows) must move with it.
+func (b *Broker) Clock() Clock { return b.clock }

@@ -1,6 +1,11 @@
 package broker
 
-import "time"
+import (
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Limits bound what local callers can make the daemon do: the size of
 // what they send, how many connections they hold, how many scope sets
@@ -101,3 +106,36 @@ func (l *limitsTable) resolve() (Limits, error) {
 
 // Limits are the bounds of the broker's configuration.
 func (b *Broker) Limits() Limits { return b.cfg.limits }
+
+// CheckTokenRequest checks the size and form of what a GetToken caller
+// sent, before the request is logged, cached or sent anywhere. Its
+// messages state the limit and its key; they never repeat the value.
+func (l Limits) CheckTokenRequest(req TokenRequest) *Error {
+	switch n := len(req.Tenant); {
+	case n == 0:
+		return errorf(KindInvalidArgument, "no tenant given: name a configured tenant (by name, tenant id or domain)")
+	case n > l.MaxTenantBytes:
+		return errorf(KindInvalidArgument, "the tenant name of %d bytes is longer than limits.max_tenant_bytes (%d)", n, l.MaxTenantBytes)
+	case !printable(req.Tenant):
+		return errorf(KindInvalidArgument, "the tenant name is not printable UTF-8 text: name a configured tenant (by name, tenant id or domain)")
+	}
+	if n := len(req.Scopes); n > l.MaxScopes {
+		return errorf(KindInvalidArgument, "%d scopes are more than limits.max_scopes (%d)", n, l.MaxScopes)
+	}
+	for i, s := range req.Scopes {
+		switch {
+		case len(s) > l.MaxScopeBytes:
+			return errorf(KindInvalidArgument, "scope %d of %d bytes is longer than limits.max_scope_bytes (%d)", i+1, len(s), l.MaxScopeBytes)
+		case !printable(s):
+			return errorf(KindInvalidArgument, "scope %d is not printable UTF-8 text", i+1)
+		}
+	}
+	return nil
+}
+
+// printable reports whether s is valid UTF-8 of graphic characters only:
+// no control or format characters (line breaks, escapes, bidirectional
+// overrides), so that it reads in a log line as what it is.
+func printable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) })
+}

@@ -19,17 +19,36 @@ import (
 // authorizer is the one place that decides who may call what, from the
 // caller's kernel-verified identity, and writes the audit log.
 //
-//   - GetToken: the tenant's allow lists (broker.Authorize). A decision is
-//     made, and audited, once per connection and tenant; later calls on the
-//     same connection reuse it, since the caller cannot change.
+//   - GetToken: first the request's size and form (Limits.CheckTokenRequest:
+//     INVALID_ARGUMENT, before anything is logged or looked up), then the
+//     tenant's allow lists (broker.Authorize). A decision is audited once
+//     per connection and tenant, since the caller cannot change. A caller
+//     that is not an admin is denied an unknown tenant with the very
+//     message of a tenant it may not use.
 //   - SetCredential: the daemon's own uid and root only.
 //   - ListTenants: anyone connected; the handler lists only the tenants the
 //     caller may get tokens for.
 //   - grpc.health.v1 and reflection: anyone; they carry no tenant data.
 //   - Any other BrokerService method, unary or stream: denied (fail closed).
+//
+// Denials are audited at most limits.audit_denials_per_minute times per uid
+// and minute; the rest are counted in one line per uid and minute, "N more
+// denials from uid U". Grants are always audited.
 type authorizer struct {
-	b     *broker.Broker
-	audit *slog.Logger
+	b      *broker.Broker
+	limits broker.Limits
+	audit  *slog.Logger
+	// denials rate limits the audit lines of denials per uid; nil audits
+	// every denial.
+	denials *uidLimiter
+}
+
+// denialSummary is the report of the denials limiter.
+func denialSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
+	return func(uid uint32, held int) {
+		log.Warn(fmt.Sprintf("%d more %s from uid %d", held, plural(held, "denial"), uid), "uid", uid, "denials", held,
+			"reason", fmt.Sprintf("over limits.audit_denials_per_minute (%d)", perMinute))
+	}
 }
 
 const brokerService = "/" + "broker.v1.BrokerService/"
@@ -72,12 +91,18 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 	switch r := req.(type) {
 	case *brokerv1.GetTokenRequest:
 		asked := r.GetTenant()
-		if allowed, ok := p.decision(asked); ok {
-			return deny(allowed, p, asked)
+		if err := a.limits.CheckTokenRequest(broker.TokenRequest{Tenant: asked, Scopes: r.GetScopes()}); err != nil {
+			// The message states the limit, never the value.
+			a.log(rpc, "", p, false, err.Msg)
+			return toStatus(err)
 		}
 		tenant, allowed, reason := a.b.Authorize(p.Caller, asked)
-		p.remember(asked, allowed)
-		a.log(rpc, tenant, p, allowed, reason)
+		if p.firstDecision(tenant) {
+			if tenant == "" {
+				tenant = asked // unknown, and checked above
+			}
+			a.log(rpc, tenant, p, allowed, reason)
+		}
 		return deny(allowed, p, asked)
 	case *brokerv1.SetCredentialRequest:
 		allowed, reason := broker.IsAdmin(p.Caller), "administration is for the daemon's uid and root"
@@ -102,8 +127,12 @@ func deny(allowed bool, p *Peer, tenant string) error {
 	return status.Errorf(codes.PermissionDenied, "uid %d may not get tokens for tenant %q", p.Caller.UID, tenant)
 }
 
-// log writes one audit line. It never carries a token or a secret.
+// log writes one audit line, unless it is a denial over the uid's rate. It
+// never carries a token or a secret.
 func (a *authorizer) log(rpc, tenant string, p *Peer, allowed bool, reason string) {
+	if !allowed && a.denials != nil && !a.denials.allow(p.Caller.UID) {
+		return
+	}
 	a.audit.Info("audit", "rpc", rpc, "tenant", tenant, "uid", p.Caller.UID, "gid", p.Caller.GID,
 		"pid", p.Caller.PID, "exe", p.Exe, "allowed", allowed, "reason", reason)
 }
@@ -116,4 +145,12 @@ func peerOf(ctx context.Context) *Peer {
 	}
 	p, _ := pr.AuthInfo.(*Peer)
 	return p
+}
+
+// plural is noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }

@@ -28,6 +28,7 @@ type stack struct {
 	w      *brokertest.World
 	idp    *entratest.Server
 	b      *broker.Broker
+	srv    *server.Server
 	c      *client.Client
 	store  *brokertest.Store
 	socket string
@@ -41,6 +42,7 @@ type stackConfig struct {
 	secret     string            // stored secret; "" = the right one
 	noPrefetch bool              // leave the cache cold
 	top        []string          // top-level config lines (idp_timeout, ...)
+	clock      broker.Clock      // nil: the wall clock
 }
 
 func newStack(t testing.TB, sc stackConfig) *stack {
@@ -60,7 +62,7 @@ func newStack(t testing.TB, sc stackConfig) *stack {
 	}
 	logs := &brokertest.LogBuffer{}
 	log := brokertest.DebugLogger(logs)
-	b := w.NewBroker(t, broker.Options{Store: store, Logger: log}, sc.top...)
+	b := w.NewBroker(t, broker.Options{Store: store, Logger: log, Clock: sc.clock}, sc.top...)
 
 	path := filepath.Join(brokertest.ShortDir(t), "brokerd.sock")
 	l, err := server.Listen(path, server.OwnerOnly)
@@ -78,7 +80,7 @@ func newStack(t testing.TB, sc stackConfig) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &stack{w: w, idp: w.IdP, b: b, c: c, store: store, socket: path, logs: logs}
+	return &stack{w: w, idp: w.IdP, b: b, srv: gs, c: c, store: store, socket: path, logs: logs}
 }
 
 func tenantID(i int) string { return brokertest.TenantID(i) }

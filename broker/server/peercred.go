@@ -19,13 +19,18 @@ import (
 )
 
 // peerListener hands gRPC only connections whose caller the kernel has
-// identified: Accept reads SO_PEERCRED (uid, gid, pid) and SO_PEERGROUPS
-// (supplementary groups) from each connection, as SPIRE's peertracker does,
-// and closes a connection whose credentials cannot be read. The identity is
+// identified and whose uid is within its connection limits: Accept reads
+// SO_PEERCRED (uid, gid, pid) and SO_PEERGROUPS (supplementary groups) from
+// each connection, as SPIRE's peertracker does, and closes at once a
+// connection whose credentials cannot be read or whose uid is over
+// limits.max_connections_per_uid or limits.max_connections. The identity is
 // fixed before the first RPC and cannot change on that connection.
 type peerListener struct {
 	net.Listener
-	log *slog.Logger
+	log   *slog.Logger
+	conns *connLimits
+	// refusals rate limits the log lines of refused connections per uid.
+	refusals *uidLimiter
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {
@@ -40,14 +45,51 @@ func (l *peerListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &peerConn{Conn: c, peer: p}, nil
+		if key, limit := l.conns.open(p.Caller); key != "" {
+			c.Close()
+			l.refused(p.Caller, key, limit)
+			continue
+		}
+		// Read only for connections kept: a flood of refused ones costs
+		// no /proc lookups.
+		p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(p.Caller.PID)) + "/exe")
+		return &peerConn{Conn: c, peer: p, uncount: func() { l.conns.closed(p.Caller) }}, nil
 	}
 }
 
-// peerConn is an accepted connection and its caller.
+// refused logs a connection refused for being over a limit, at most once
+// per uid and minute; the rest are counted in one line when the minute
+// ends (connRefusalSummary).
+func (l *peerListener) refused(c broker.Caller, key string, limit int) {
+	if !l.refusals.allow(c.UID) {
+		return
+	}
+	ofUID, total := l.conns.counts(c.UID)
+	l.log.Warn(fmt.Sprintf("connection refused: uid %d is over %s (%d)", c.UID, key, limit),
+		"uid", c.UID, "pid", c.PID, "open_of_uid", ofUID, "open_total", total)
+}
+
+// connRefusalSummary is the report of the refusals limiter.
+func connRefusalSummary(log *slog.Logger) func(uid uint32, held int) {
+	return func(uid uint32, held int) {
+		log.Warn(fmt.Sprintf("refused %d more %s from uid %d: over limits.max_connections_per_uid or limits.max_connections", held, plural(held, "connection"), uid),
+			"uid", uid, "refused", held)
+	}
+}
+
+// peerConn is an accepted connection and its caller. It is counted in
+// connLimits until closed.
 type peerConn struct {
 	net.Conn
-	peer *Peer
+	peer    *Peer
+	once    sync.Once
+	uncount func()
+}
+
+// Close closes the connection and uncounts it, once.
+func (c *peerConn) Close() error {
+	c.once.Do(c.uncount)
+	return c.Conn.Close()
 }
 
 // Peer is the caller on one connection, carried into gRPC as its
@@ -60,33 +102,42 @@ type Peer struct {
 	// without ptrace access). Informational: it names, it does not prove.
 	Exe string
 
-	// decisions are the GetToken decisions on this connection, by tenant
-	// as asked (string -> bool); read on every call, so lock-free.
-	decisions sync.Map
-	nDecided  atomic.Int32
+	// audited holds the tenants (broker.Authorize's key) whose GetToken
+	// decision this connection has audited, so that repeated calls write
+	// one audit line, not one per call. Keyed by the resolved tenant, it
+	// holds at most one entry per configured tenant plus one for every
+	// unknown name, whatever strings the caller sends.
+	audited  sync.Map
+	nAudited atomic.Int32
 }
 
 // AuthType implements credentials.AuthInfo.
 func (*Peer) AuthType() string { return "peercred" }
 
-// maxDecisions bounds the decisions cached per connection.
-const maxDecisions = 256
+// maxAudited bounds the entries of Peer.audited. A caller allowed on more
+// tenants than this gets an audit line for every call beyond it.
+const maxAudited = 1024
 
-// decision returns the cached decision for a tenant on this connection.
-func (p *Peer) decision(tenant string) (allowed, ok bool) {
-	v, ok := p.decisions.Load(tenant)
-	if !ok {
-		return false, false
+// firstDecision reports whether the decision about tenant is to be
+// audited: the first on this connection, or any once maxAudited tenants
+// are remembered.
+func (p *Peer) firstDecision(tenant string) bool {
+	if _, seen := p.audited.Load(tenant); seen {
+		return false
 	}
-	return v.(bool), true
+	if p.nAudited.Add(1) > maxAudited {
+		p.nAudited.Add(-1)
+		return true
+	}
+	if _, seen := p.audited.LoadOrStore(tenant, struct{}{}); seen {
+		p.nAudited.Add(-1)
+		return false
+	}
+	return true
 }
 
-// remember caches a decision, up to maxDecisions per connection.
-func (p *Peer) remember(tenant string, allowed bool) {
-	if p.nDecided.Add(1) <= maxDecisions {
-		p.decisions.Store(tenant, allowed)
-	}
-}
+// auditedTenants is the number of entries in audited.
+func (p *Peer) auditedTenants() int { return int(p.nAudited.Load()) }
 
 func readPeer(c net.Conn) (*Peer, error) {
 	uc, ok := c.(*net.UnixConn)
@@ -114,11 +165,9 @@ func readPeer(c net.Conn) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("SO_PEERCRED/SO_PEERGROUPS: %w", err)
 	}
-	exe, _ := os.Readlink("/proc/" + strconv.Itoa(int(cred.Pid)) + "/exe")
 	return &Peer{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
 		Caller:         broker.Caller{UID: cred.Uid, GID: cred.Gid, Groups: groups, PID: cred.Pid},
-		Exe:            exe,
 	}, nil
 }
 

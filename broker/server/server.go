@@ -10,6 +10,14 @@
 // (SO_PEERCRED, SO_PEERGROUPS) as gRPC AuthInfo; one authorizer decides and
 // audits every BrokerService call from them. No handler returns or logs a
 // secret, or a token other than the one GetToken hands its caller.
+//
+// The [limits] of the configuration bound what any local user who can
+// connect can make the daemon hold: connections per uid and in total
+// (refused at accept, before gRPC sees them), idle connections (closed),
+// what a connection may send (message, header and window sizes, calls in
+// progress), the tenant and scopes of a request (checked before anything
+// is logged, cached or sent) and the audit lines of its denials per
+// minute.
 package server
 
 import (
@@ -35,44 +43,73 @@ import (
 
 // Server serves the broker on Unix sockets.
 type Server struct {
-	gs  *grpc.Server
-	log *slog.Logger
+	gs    *grpc.Server
+	log   *slog.Logger
+	conns *connLimits
+	// denials and refusals rate limit the log lines of denied calls and
+	// refused connections per uid; Stop and GracefulStop report what they
+	// held back.
+	denials, refusals *uidLimiter
 }
 
 // New returns a server with BrokerService over b, the health service
 // (SERVING) and reflection. Every connection is identified by its peer
-// credentials and every BrokerService call authorized and audited on log.
+// credentials and held to b's connection and request limits, and every
+// BrokerService call authorized and audited on log.
 func New(b *broker.Broker, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	az := &authorizer{b: b, audit: log}
-	gs := grpc.NewServer(
+	lim := b.Limits()
+	checkFileLimit(lim, log)
+	s := &Server{
+		log:      log,
+		conns:    newConnLimits(lim),
+		denials:  newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, denialSummary(log, lim.AuditDenialsPerMinute)),
+		refusals: newUIDLimiter(b.Clock(), 1, time.Minute, connRefusalSummary(log)),
+	}
+	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials}
+	opts := append(transportLimits(lim),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.Creds(peerCreds{}),
 		grpc.ChainUnaryInterceptor(az.unary),
 		grpc.ChainStreamInterceptor(az.stream),
 	)
+	gs := grpc.NewServer(opts...)
 	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(brokerv1.BrokerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	return &Server{gs: gs, log: log}
+	s.gs = gs
+	return s
 }
 
 // Serve accepts connections on l (a Unix socket listener) until Stop or
-// GracefulStop.
+// GracefulStop. The connection limits hold across every listener served.
 func (s *Server) Serve(l net.Listener) error {
-	return s.gs.Serve(&peerListener{Listener: l, log: s.log})
+	return s.gs.Serve(&peerListener{Listener: l, log: s.log, conns: s.conns, refusals: s.refusals})
 }
 
-// GracefulStop stops accepting and waits for calls in progress.
-func (s *Server) GracefulStop() { s.gs.GracefulStop() }
+// GracefulStop stops accepting, waits for calls in progress, and logs the
+// denials and refusals the rate limits held back.
+func (s *Server) GracefulStop() {
+	s.gs.GracefulStop()
+	s.flush()
+}
 
-// Stop closes every connection at once.
-func (s *Server) Stop() { s.gs.Stop() }
+// Stop closes every connection at once, and logs the denials and refusals
+// the rate limits held back.
+func (s *Server) Stop() {
+	s.gs.Stop()
+	s.flush()
+}
+
+func (s *Server) flush() {
+	s.denials.close()
+	s.refusals.close()
+}
 
 // service implements brokerv1.BrokerServiceServer over the core.
 type service struct {

@@ -50,7 +50,8 @@ const (
 // build from hanging the run.
 const deadline = 30 * time.Second
 
-// binDir holds the brokerd and brokerctl binaries TestMain builds.
+// binDir holds the binaries TestMain builds: brokerd, brokerctl, and
+// flood (testdata/flood), the connection flooder of the limits tests.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -61,7 +62,8 @@ func TestMain(m *testing.M) {
 	}
 	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
 		"github.com/tokenbroker/tokenbroker/cmd/brokerd",
-		"github.com/tokenbroker/tokenbroker/cmd/brokerctl")
+		"github.com/tokenbroker/tokenbroker/cmd/brokerctl",
+		"./testdata/flood")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building brokerd and brokerctl:", err)
