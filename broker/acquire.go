@@ -55,13 +55,24 @@ func (b *Broker) startFlightLocked(e *entry, background bool) *flight {
 
 // waitFresh waits for an acquisition that yields a token with minValid
 // left: the entry's current flight, or a new one. A caller inside the
-// retry window of a recorded failure gets that failure at once.
+// retry window of a recorded failure gets that failure at once, and one
+// whose minValid alone would replace a young token is refused
+// (reacquireLimitLocked). A dropped entry is looked up again, never flown.
 func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
 	for {
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
 			return nil, errClosing()
+		}
+		if e.dropped {
+			// Dropped as unused since this caller found it: the set is
+			// kept again (if there is room) and acquired afresh.
+			var err *Error
+			if e, err = b.entryLocked(e.t, e.scopes); err != nil {
+				b.mu.Unlock()
+				return nil, err
+			}
 		}
 		now := b.clock.Now()
 		if tok := e.tok.Load(); tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
@@ -73,6 +84,10 @@ func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration
 			if fl := e.currentFailure(); fl != nil && now.Before(fl.retryAt) {
 				b.mu.Unlock()
 				return nil, fl.withRetry()
+			}
+			if err := b.reacquireLimitLocked(e, now, minValid); err != nil {
+				b.mu.Unlock()
+				return nil, err
 			}
 			f = b.startFlightLocked(e, false)
 		}

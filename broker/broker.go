@@ -20,7 +20,9 @@
 // taken before mu, never while holding it. That is the whole lock order.
 //
 // A cached GetToken takes no lock: an entry's token is an atomic pointer,
-// written under mu and read without it.
+// written under mu and read without it; so is a tenant's map of entries,
+// which is replaced under mu and never changed; and a caller's last use
+// of an entry is an atomic it writes without mu.
 //
 // An entry (one tenant and scope set) is acquired by at most one current
 // flight: a goroutine that gets the app's credential (reading the keystore
@@ -42,7 +44,17 @@
 // finds another secret than the one in use, starts a new generation. A
 // caller that finds no usable token starts (or joins) a flight at once
 // instead: it is bounded by max_idp_requests and the retry rules, not
-// paced behind background work.
+// paced behind background work, and its min_valid alone does not start
+// one while the token is younger than limits.reacquire_interval.
+//
+// An extra scope set (any but the app's scopes) that has had no request
+// for two token lifetimes is dropped by the run loop when its next
+// acquisition falls due, instead of being acquired: under mu, it leaves
+// the tenant's map and is marked dropped. Only an entry with no current
+// flight is dropped, and no flight starts on a dropped entry: a caller
+// that found it before the drop may serve its cached token (still a good
+// token), but otherwise looks the set up again under mu, adding it anew.
+// The app's scopes are never dropped.
 //
 // Every goroutine the broker starts is counted in Broker.wg. Close cancels
 // the broker's context, which ends keystore reads, slot waits and requests
@@ -57,7 +69,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,9 +79,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
-// maxScopeSets bounds the distinct scope sets one tenant keeps fresh, so a
-// caller cycling through scopes cannot grow the broker without limit.
-const maxScopeSets = 16
 
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
@@ -133,6 +141,7 @@ type app struct {
 	name     string
 	clientID string
 	scopes   []string
+	allowed  []string // sorted: allowed_scopes and scopes, the scopes callers may ask for
 	tenants  []*tenant
 	setting  chan struct{} // 1-buffered: one SetCredential at a time
 
@@ -155,11 +164,15 @@ type tenant struct {
 	domains []string
 	app     *app
 	access  *Access
-	def     *entry // the app's scopes; never changes
+	def     *entry // the app's scopes; never changes, never dropped
 
-	entries   map[string]*entry    // guarded by mu: by scope key, def included
+	// entries are the kept scope sets by scope key, def included: the map
+	// is replaced under mu, never changed, and read without it.
+	entries   atomic.Pointer[map[string]*entry]
 	client    *confidential.Client // guarded by mu: built for credential generation clientGen
 	clientGen uint64               // guarded by mu
+	// The counters of dropped scope sets, for ListTenants.
+	droppedHits, droppedMisses, droppedIdPRequests uint64 // guarded by mu
 }
 
 // entry is the token for one (tenant, scope set) and its schedule.
@@ -170,7 +183,11 @@ type entry struct {
 	// tok is the cached token: written under mu, read without it.
 	tok                       atomic.Pointer[Token]
 	hits, misses, idpRequests atomic.Uint64
+	// lastUse is when a caller last asked for an extra scope set (on the
+	// broker's clock, in Unix nanoseconds): written without mu.
+	lastUse atomic.Int64
 
+	dropped  bool     // guarded by mu: no longer kept; callers look the set up again
 	flight   *flight  // guarded by mu: the current acquisition, nil if none
 	failure  *failure // guarded by mu: the last failed acquisition, nil after a success
 	failures int      // guarded by mu: consecutive failures
@@ -236,7 +253,8 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		b.keystoreTimeout = keystore.DefaultKeyringTimeout
 	}
 	for _, ac := range cfg.apps {
-		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, setting: make(chan struct{}, 1)}
+		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, setting: make(chan struct{}, 1),
+			allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
 		a.task = task{index: -1, app: a}
 		b.apps[ac.Name] = a
 	}
@@ -246,8 +264,10 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 			cancel()
 			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", tc.Name, tc.App)
 		}
-		t := &tenant{name: tc.Name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access, entries: map[string]*entry{}}
-		t.def = t.newEntry(a.scopes)
+		t := &tenant{name: tc.Name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access}
+		t.def = &entry{t: t, scopes: a.scopes}
+		t.def.task = task{index: -1, entry: t.def}
+		t.entries.Store(&map[string]*entry{scopeKey(a.scopes): t.def})
 		a.tenants = append(a.tenants, t)
 		b.tenants = append(b.tenants, t)
 		for _, alias := range append([]string{strings.ToLower(tc.Name), tc.ID}, tc.Domains...) {
@@ -255,24 +275,6 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		}
 	}
 	return b, nil
-}
-
-// newEntry adds the entry for a scope set. mu is held, or t is new.
-func (t *tenant) newEntry(scopes []string) *entry {
-	e := &entry{t: t, scopes: scopes}
-	e.task = task{index: -1, entry: e}
-	t.entries[scopeKey(scopes)] = e
-	return e
-}
-
-// scopeKey identifies a scope set whatever the order of its scopes.
-func scopeKey(scopes []string) string { return strings.Join(canonicalScopes(scopes), " ") }
-
-// canonicalScopes is a sorted copy of scopes without duplicates.
-func canonicalScopes(scopes []string) []string {
-	scopes = slices.Clone(scopes)
-	sort.Strings(scopes)
-	return slices.Compact(scopes)
 }
 
 // Start fetches a token for every tenant in the background, in name order,
@@ -344,7 +346,8 @@ func errClosing() *Error { return errorf(KindUnavailable, "brokerd is shutting d
 type TokenRequest struct {
 	// Tenant is a tenant's configured name, id or domain.
 	Tenant string
-	// Scopes default to the tenant's app's scopes.
+	// Scopes default to the tenant's app's scopes; any others must be in
+	// the app's allowed_scopes.
 	Scopes []string
 	// MinValid is the least lifetime the token must have left; 0 means
 	// the configured min_valid.
@@ -355,6 +358,14 @@ type TokenRequest struct {
 // once when it has one, otherwise by waiting (within ctx) for the one
 // acquisition in flight for that tenant and scope set. A caller giving up
 // does not cancel the acquisition.
+//
+// Scopes must be in the app's allowed_scopes (PERMISSION_DENIED), and a
+// scope set other than the app's scopes is kept only while the tenant has
+// fewer than limits.max_scope_sets of them (RESOURCE_EXHAUSTED). MinValid
+// may be at most half the lifetime of the tenant's tokens
+// (INVALID_ARGUMENT), and a token younger than limits.reacquire_interval
+// is not replaced for a MinValid it cannot meet (UNAVAILABLE, with the
+// time to retry). None of these refusals keeps or sends anything.
 func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error) {
 	if err := b.cfg.limits.CheckTokenRequest(req); err != nil {
 		return nil, err
@@ -371,21 +382,35 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 		return nil, errorf(KindInvalidArgument, "min_valid %s is out of range (0 to 24h)", minValid)
 	}
 	e := t.def
+	var scopes []string // an extra scope set, canonical
 	if len(req.Scopes) > 0 && !slices.Equal(req.Scopes, t.app.scopes) {
-		if e, err = b.entryFor(t, req.Scopes); err != nil {
-			return nil, err
+		var serr *Error
+		if scopes, serr = allowScopes(t, req.Scopes); serr != nil {
+			return nil, serr
+		}
+		e = t.entry(scopes) // nil until the set is kept
+	}
+	if req.MinValid > 0 {
+		if merr := checkMinValid(t, e, minValid); merr != nil {
+			return nil, merr
 		}
 	}
+	if e == nil {
+		var aerr *Error
+		if e, aerr = b.addEntry(t, scopes); aerr != nil {
+			return nil, aerr
+		}
+	}
+	now := b.clock.Now()
+	if e != t.def {
+		e.lastUse.Store(now.UnixNano())
+	}
 	tok := e.tok.Load()
-	if tok != nil && tok.ExpiresAt.Sub(b.clock.Now()) >= minValid {
+	if tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
 		e.hits.Add(1)
 		return tok, nil
 	}
 	e.misses.Add(1)
-	if tok != nil && tok.ExpiresAt.Sub(tok.IssuedAt) < minValid {
-		// Even a new token would not do: asking Entra ID again is useless.
-		return nil, errMinValid(e, minValid, tok.ExpiresAt.Sub(tok.IssuedAt))
-	}
 	return b.waitFresh(ctx, e, minValid)
 }
 
@@ -413,24 +438,4 @@ func (b *Broker) resolve(name string) (*tenant, error) {
 		more = fmt.Sprintf(" and %d more (brokerctl tenants)", len(b.tenants)-20)
 	}
 	return nil, errorf(KindNotFound, "tenant %q is not configured; configured tenants: %s%s", name, strings.Join(names, ", "), more)
-}
-
-// entryFor returns the entry for a scope set other than the app's default,
-// creating it on first use.
-func (b *Broker) entryFor(t *tenant, scopes []string) (*entry, error) {
-	for _, s := range scopes {
-		if err := ValidateScope(s); err != nil {
-			return nil, &Error{Kind: KindInvalidArgument, Msg: err.Error()}
-		}
-	}
-	key := scopeKey(scopes)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if e := t.entries[key]; e != nil {
-		return e, nil
-	}
-	if len(t.entries) >= maxScopeSets {
-		return nil, errorf(KindInvalidArgument, "tenant %s already has %d scope sets; the broker keeps at most %d per tenant", t.name, len(t.entries), maxScopeSets)
-	}
-	return t.newEntry(canonicalScopes(scopes)), nil
 }

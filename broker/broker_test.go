@@ -41,7 +41,9 @@ func wantError(t *testing.T, err error, kind broker.Kind, msgs ...string) {
 }
 
 func TestScopeOrderSharesOneToken(t *testing.T) {
-	b, idp := newBroker(t)
+	w := brokertest.NewWorld(t, 1)
+	w.Apps[0].Extra = []string{`allowed_scopes = ["https://graph.microsoft.com"]`}
+	b, idp := w.NewBroker(t, broker.Options{}), w.IdP
 	ctx := context.Background()
 	scopes := []string{"https://graph.microsoft.com/.default", "https://graph.microsoft.com/.default"}
 	a, err := b.GetToken(ctx, broker.TokenRequest{Tenant: "tenant0", Scopes: scopes})
@@ -73,7 +75,7 @@ func TestMinValidLongerThanLifetimeDoesNotAskAgain(t *testing.T) {
 	}
 	for range 3 {
 		_, err := b.GetToken(ctx, broker.TokenRequest{Tenant: "tenant0", MinValid: 2 * time.Minute})
-		wantError(t, err, broker.KindInvalidArgument, "min_valid 2m0s is longer than a new token")
+		wantError(t, err, broker.KindInvalidArgument, "min_valid 2m0s is more than half of tenant tenant0's token lifetime (1m0s); ask for at most 30s")
 	}
 	if got := idp.TokenRequests(brokertest.TenantID(0)); got != 1 {
 		t.Errorf("token requests = %d, want 1", got)

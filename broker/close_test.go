@@ -32,9 +32,12 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: time.Minute})
 	h.clk.Set(h.status("tenant0").NextRefresh)
 	h.nudge("tenant0's refresh to reach the IdP", func() bool { return h.requests(0) == 2 })
+	// The cached token has less than the caller's 30 s left: it waits
+	// for the refresh.
+	h.clk.Set(h.status("tenant0").ExpiresAt.Add(-20 * time.Second))
 	waiter := make(chan error, 1)
 	go func() {
-		_, err := h.get("tenant0", 55*time.Second) // the cached token has less: wait for the refresh
+		_, err := h.get("tenant0", 30*time.Second)
 		waiter <- err
 	}()
 	brokertest.WaitFor(t, "the caller to wait", func() bool { return h.status("tenant0").CacheMisses == 1 })

@@ -48,8 +48,9 @@ type AppConfig struct {
 	Name     string
 	ClientID string   // lower-case GUID
 	Scopes   []string // validated, at least one (default DefaultScope)
-	// AllowedScopes are the scopes callers may ask for: validated /.default
-	// scopes, sorted, without duplicates (default Scopes).
+	// AllowedScopes are the scopes callers may ask for, besides Scopes:
+	// validated /.default scopes, sorted, without duplicates (default
+	// Scopes).
 	AllowedScopes []string
 }
 

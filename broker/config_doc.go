@@ -47,7 +47,8 @@ type appTable struct {
 	// Scopes are requested when a caller names none.
 	Scopes []string `toml:"scopes"`
 	// AllowedScopes are the scopes (or resources, meaning their
-	// /.default scope) callers may ask for; the default is Scopes.
+	// /.default scope) callers may ask for; the default is Scopes, which
+	// are always allowed.
 	AllowedScopes []string `toml:"allowed_scopes"`
 }
 

@@ -160,7 +160,7 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 func (b *Broker) wakeParkedLocked(a *app, now time.Time) int {
 	n := 0
 	for _, t := range a.tenants {
-		for _, e := range t.entries {
+		for _, e := range *t.entries.Load() {
 			if e.parked {
 				e.parked = false
 				b.scheduleLocked(&e.task, now)
@@ -175,7 +175,7 @@ func (b *Broker) wakeParkedLocked(a *app, now time.Time) int {
 // credential the app's latest error and retry time. mu is held.
 func (b *Broker) refreshParkedLocked(a *app) {
 	for _, t := range a.tenants {
-		for _, e := range t.entries {
+		for _, e := range *t.entries.Load() {
 			if e.parked {
 				e.failure = &failure{err: a.loadErr, retryAt: a.retryAt, gen: a.gen}
 			}
@@ -190,7 +190,7 @@ func (b *Broker) refreshParkedLocked(a *app) {
 func (b *Broker) reacquireLocked(a *app, now time.Time) int {
 	n := 0
 	for _, t := range a.tenants {
-		for _, e := range t.entries {
+		for _, e := range *t.entries.Load() {
 			e.parked, e.failures = false, 0
 			b.scheduleLocked(&e.task, now)
 			n++

@@ -44,6 +44,13 @@ const (
 	// keystore did not answer a write in time); the message says how to
 	// find out.
 	KindOutcomeUnknown
+	// KindPermissionDenied: the configuration does not allow what was
+	// asked (a scope outside the app's allowed_scopes); an administrator
+	// can change that.
+	KindPermissionDenied
+	// KindResourceExhausted: a limit of the configuration is reached
+	// (limits.max_scope_sets); an administrator can raise it.
+	KindResourceExhausted
 )
 
 // Error is what the broker returns for every failure: a kind, and a message

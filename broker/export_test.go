@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -34,4 +35,39 @@ func Settle(t testing.TB, b *Broker) time.Time {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// ScopeSets is how many scope sets tenant keeps, its app's included.
+func ScopeSets(b *Broker, tenant string) int {
+	return len(*b.lookup[tenant].entries.Load())
+}
+
+// DropScopeSet drops the kept entry of tenant's canonical scopes, as the
+// run loop drops an unused one, after a caller found it: wait is that
+// caller's wait for a token on the entry it holds, and flew reports
+// whether an acquisition ever started on the dropped entry.
+func DropScopeSet(t testing.TB, b *Broker, tenant string, scopes []string) (wait func(context.Context, time.Duration) (*Token, error), flew func() bool) {
+	t.Helper()
+	tn := b.lookup[tenant]
+	e := tn.entry(scopes)
+	if e == nil || e == tn.def {
+		t.Fatalf("tenant %s keeps no extra scope set %v", tenant, scopes)
+	}
+	requests := e.idpRequests.Load()
+	b.mu.Lock()
+	if e.flight != nil {
+		b.mu.Unlock()
+		t.Fatalf("scope set %v is being acquired", scopes)
+	}
+	b.dropLocked(e)
+	b.mu.Unlock()
+	wait = func(ctx context.Context, minValid time.Duration) (*Token, error) {
+		return b.waitFresh(ctx, e, minValid)
+	}
+	flew = func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return e.flight != nil || e.idpRequests.Load() != requests
+	}
+	return wait, flew
 }

@@ -122,7 +122,7 @@ func FuzzGetTokenArgs(f *testing.F) {
 			t.Fatalf("GetToken(%q, %q, %d) = %v, %v", tenant, scopes, minValid, tok, err)
 		}
 		switch be.Kind {
-		case KindInvalidArgument, KindNotFound, KindFailedPrecondition:
+		case KindInvalidArgument, KindNotFound, KindFailedPrecondition, KindPermissionDenied, KindResourceExhausted:
 		default:
 			t.Fatalf("unexpected kind %v: %s", be.Kind, be.Msg)
 		}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"container/heap"
+	"fmt"
 	"time"
 )
 
@@ -104,11 +105,16 @@ func (b *Broker) run() {
 		}
 		now := b.clock.Now()
 		wake := now.Add(maxSleep)
-		if next := b.dispatchLocked(now); !next.IsZero() && next.Before(wake) {
+		next, dropped := b.dispatchLocked(now)
+		if !next.IsZero() && next.Before(wake) {
 			wake = next
 		}
 		b.sleeping, b.sleepUntil = true, wake
 		b.mu.Unlock()
+		for _, e := range dropped {
+			b.log.Debug("unused scope set dropped", "tenant", e.t.name, "scopes", e.scopes,
+				"unused_for", fmt.Sprintf("%d token lifetimes", unusedLifetimes))
+		}
 
 		fired, stop := b.clock.TimerAt(wake)
 		select {
@@ -123,12 +129,14 @@ func (b *Broker) run() {
 // dispatchLocked starts every task that is due now, as far as pacing and
 // prefetch_concurrency allow, and returns when the queue next needs the
 // run loop: the next task's due time or the next pacing slot; zero when
-// only a landing flight (a kick) can let more start. mu is held.
-func (b *Broker) dispatchLocked(now time.Time) time.Time {
+// only a landing flight (a kick) can let more start. An extra scope set
+// that fell due unused is dropped instead (and returned, to be logged
+// without mu). mu is held.
+func (b *Broker) dispatchLocked(now time.Time) (next time.Time, dropped []*entry) {
 	for b.queue.Len() > 0 {
 		t := b.queue[0]
 		if t.due.After(now) {
-			return t.due
+			return t.due, dropped
 		}
 		if a := t.app; a != nil {
 			b.unqueueLocked(t)
@@ -145,6 +153,11 @@ func (b *Broker) dispatchLocked(now time.Time) time.Time {
 			b.unqueueLocked(t)
 			continue
 		}
+		if e.unusedLocked(now) {
+			b.dropLocked(e)
+			dropped = append(dropped, e)
+			continue
+		}
 		if a.secret.IsZero() {
 			// The app's credential is not in hand: the entry waits for the
 			// keystore read (started here unless one is in flight or
@@ -157,10 +170,10 @@ func (b *Broker) dispatchLocked(now time.Time) time.Time {
 			continue
 		}
 		if b.background >= b.cfg.prefetchConcurrency {
-			return time.Time{}
+			return time.Time{}, dropped
 		}
 		if b.nextPace.After(now) {
-			return b.nextPace
+			return b.nextPace, dropped
 		}
 		b.unqueueLocked(t)
 		if now.Sub(b.nextPace) < b.pace {
@@ -175,5 +188,5 @@ func (b *Broker) dispatchLocked(now time.Time) time.Time {
 		b.background++
 		b.startFlightLocked(e, true)
 	}
-	return time.Time{}
+	return time.Time{}, dropped
 }

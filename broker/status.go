@@ -38,7 +38,7 @@ type TenantStatus struct {
 	LastError string
 	// Roles in the cached token.
 	Roles []string
-	// Counters over all of the tenant's scope sets.
+	// Counters over all of the tenant's scope sets, dropped ones included.
 	CacheHits, CacheMisses, IdPRequests uint64
 }
 
@@ -51,7 +51,8 @@ func (b *Broker) ListTenants() []TenantStatus {
 		s := TenantStatus{Name: t.name, TenantID: t.id, App: t.app.name}
 		e := t.def
 		b.mu.Lock()
-		for _, x := range t.entries {
+		s.CacheHits, s.CacheMisses, s.IdPRequests = t.droppedHits, t.droppedMisses, t.droppedIdPRequests
+		for _, x := range *t.entries.Load() {
 			s.CacheHits += x.hits.Load()
 			s.CacheMisses += x.misses.Load()
 			s.IdPRequests += x.idpRequests.Load()

@@ -197,7 +197,13 @@ func TestTenantErrors(t *testing.T) {
 
 func TestRequestValidation(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackConfig{tenants: 1, lifetime: 30 * time.Second})
+	w := brokertest.NewWorld(t, 1)
+	w.Apps[0].Extra = []string{`allowed_scopes = ["https://api.securitycenter.microsoft.com", "https://graph.microsoft.com/.default"]`}
+	s := newStack(t, stackConfig{world: w, lifetime: 30 * time.Second})
+	// The token lifetime is known once the first token is.
+	if _, err := s.c.GetToken(ctx(t), "tenant0", nil, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		tenant   string
@@ -209,7 +215,7 @@ func TestRequestValidation(t *testing.T) {
 		{"empty tenant", "", nil, 0, codes.InvalidArgument, "no tenant given"},
 		{"bad scope", "tenant0", []string{"https://graph.microsoft.com/User.Read"}, 0, codes.InvalidArgument, "/.default"},
 		{"negative min_valid", "tenant0", nil, -time.Second, codes.InvalidArgument, "negative"},
-		{"min_valid beyond token lifetime", "tenant0", nil, time.Minute, codes.InvalidArgument, "min_valid 1m0s is longer than"},
+		{"min_valid beyond token lifetime", "tenant0", nil, time.Minute, codes.InvalidArgument, "min_valid 1m0s is more than half of tenant tenant0's token lifetime (30s); ask for at most 15s"},
 	}
 	for _, tt := range tests {
 		_, err := s.c.GetToken(ctx(t), tt.tenant, tt.scopes, tt.minValid)

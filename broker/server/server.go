@@ -201,6 +201,8 @@ var kindToCode = map[broker.Kind]codes.Code{
 	broker.KindUnavailable:        codes.Unavailable,
 	broker.KindDeadlineExceeded:   codes.DeadlineExceeded,
 	broker.KindCanceled:           codes.Canceled,
+	broker.KindPermissionDenied:   codes.PermissionDenied,
+	broker.KindResourceExhausted:  codes.ResourceExhausted,
 	// DEADLINE_EXCEEDED is gRPC's code for a change that may have taken
 	// effect although its answer did not arrive in time.
 	broker.KindOutcomeUnknown: codes.DeadlineExceeded,

@@ -277,6 +277,8 @@ func TestNoLeaksFullScenario(t *testing.T) {
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "", nil)
+	w.Apps[0].Extra = []string{`allowed_scopes = ["https://api.securitycenter.microsoft.com", "https://graph.microsoft.com"]`}
+	w.write(t)
 	d := s.brokerd(w.env, "--config", w.config, "--socket", s.socket, "--socket-group", "nogroup", "--log-level", "debug")
 	d.waitServing(t)
 	const wrong = "wrong-Q~leaktest-0123456789abcdefghij"
@@ -287,6 +289,12 @@ func TestNoLeaksFullScenario(t *testing.T) {
 	}
 	s.ctlAs(nobody, s.socket, "", "get", "--tenant", "northwind").wantExit(t, 4)
 	s.ctlAs(nobody, s.socket, wrong, "credential", "set", "--app", "partner").wantExit(t, 4)
+	before := w.idp.TokenRequests(w.tenants["northwind"])
+	s.ctl("", "get", "--tenant", "northwind", "--scope", "https://management.azure.com/.default").
+		wantExit(t, 4, "PermissionDenied", `scope "https://management.azure.com/.default" is not allowed`, "apps.partner.allowed_scopes")
+	if got := w.idp.TokenRequests(w.tenants["northwind"]); got != before {
+		t.Errorf("%d token requests for a scope outside allowed_scopes", got-before)
+	}
 	w.idp.SetFault("", &entratest.Fault{Status: 503, RetryAfter: "30"})
 	s.ctl("", "get", "--tenant", "northwind", "--scope", "https://graph.microsoft.com/.default").wantExit(t, 6, "503")
 	s.ctl("", "tenants", "--output", "json").wantExit(t, 0)

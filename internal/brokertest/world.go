@@ -34,6 +34,8 @@ type World struct {
 // App is one app of a World.
 type App struct {
 	Name, ClientID, Secret string
+	// Extra are TOML lines added to the app's table (allowed_scopes).
+	Extra []string
 }
 
 // Tenant is one tenant of a World and the name of its app.
@@ -125,6 +127,9 @@ func (w *World) Config(top ...string) string {
 	}
 	for _, a := range w.Apps {
 		fmt.Fprintf(&doc, "\n[apps.%s]\nclient_id = %q\n", a.Name, a.ClientID)
+		for _, line := range a.Extra {
+			doc.WriteString(line + "\n")
+		}
 	}
 	for _, t := range w.Tenants {
 		fmt.Fprintf(&doc, "\n[tenants.%s]\nid = %q\napp = %q\ndomains = [%q]\n", t.Name, t.ID, t.App, t.Domain)
