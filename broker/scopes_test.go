@@ -60,7 +60,8 @@ func (h *harness) getScopes(name string, minValid time.Duration, scopes ...strin
 
 // A scope outside allowed_scopes is PERMISSION_DENIED naming the scope and
 // the key that would allow it, however many scopes come with it: nothing
-// is kept or sent. Duplicates of an allowed scope are one scope set, and
+// is kept or sent. More scopes than limits.max_scopes are refused before
+// any is looked at. Duplicates of an allowed scope are one scope set, and
 // one scope reaches Entra ID.
 func TestScopeOutsideAllowedScopesIsDenied(t *testing.T) {
 	t.Parallel()
@@ -73,12 +74,17 @@ func TestScopeOutsideAllowedScopesIsDenied(t *testing.T) {
 	_, err := h.getScopes("tenant0", 0, "https://management.azure.com/.default")
 	wantError(t, err, broker.KindPermissionDenied, `scope "https://management.azure.com/.default" is not allowed for tenant tenant0's app partner`,
 		"an administrator can add it to apps.partner.allowed_scopes")
+	// Within limits.max_scopes, one scope outside the list refuses them all.
+	few := []string{graph, junk(0), junk(1)}
+	_, err = h.getScopes("tenant0", 0, few...)
+	wantError(t, err, broker.KindPermissionDenied, junk(0), "apps.partner.allowed_scopes")
+	// Past it, the request is refused before any scope is looked at.
 	many := make([]string, 5000)
 	for i := range many {
 		many[i] = junk(i)
 	}
 	_, err = h.getScopes("tenant0", 0, many...)
-	wantError(t, err, broker.KindPermissionDenied, junk(0), "apps.partner.allowed_scopes")
+	wantError(t, err, broker.KindInvalidArgument, "5000 scopes are more than limits.max_scopes (8)")
 	_, err = h.getScopes("tenant0", 0, graph, "https://management.azure.com/.default")
 	wantError(t, err, broker.KindPermissionDenied, "management.azure.com")
 	if got := h.requests(0); got != before {
@@ -88,7 +94,7 @@ func TestScopeOutsideAllowedScopesIsDenied(t *testing.T) {
 		t.Errorf("tenant0 keeps %d scope sets after refusals, want 1", got)
 	}
 
-	copies := make([]string, 5000)
+	copies := make([]string, 8)
 	for i := range copies {
 		copies[i] = graph
 	}
@@ -97,7 +103,7 @@ func TestScopeOutsideAllowedScopesIsDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(tok.Scopes) != 1 || tok.Scopes[0] != graph || h.requests(0) != before+1 || broker.ScopeSets(h.b, "tenant0") != 2 {
-		t.Errorf("5000 copies of an allowed scope: scopes %d, %d requests, %d scope sets; want one of each",
+		t.Errorf("8 copies of an allowed scope: scopes %d, %d requests, %d scope sets; want one of each",
 			len(tok.Scopes), h.requests(0)-before, broker.ScopeSets(h.b, "tenant0"))
 	}
 	// Scopes compare exactly.
