@@ -79,7 +79,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
-
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
 	// Store holds the apps' client secrets, keyed by client id.
