@@ -762,7 +762,7 @@ func TestCorruptExpOffset(t *testing.T) {
 
 func TestCorruptPadBody(t *testing.T) {
 	srv := newServer(t)
-	const pad = 3 << 20
+	const pad = 1 << 20
 	srv.SetFault(tenantA, &entratest.Fault{PadBody: pad})
 	resp, body := rawToken(t, srv, "/"+tenantA+"/oauth2/v2.0/token", v2Form(secret, scope))
 	if resp.ContentLength != -1 {
@@ -781,7 +781,7 @@ func TestCorruptPadBody(t *testing.T) {
 
 func TestCorruptTokenSize(t *testing.T) {
 	srv := newServer(t)
-	const size = 2 << 20
+	const size = 1 << 20
 	srv.SetFault(tenantA, &entratest.Fault{TokenSize: size})
 	ar := mustAcquire(t, newClient(t, srv, tenantA, secret, nil))
 	if len(ar.AccessToken) < size || len(ar.AccessToken) > size+size/100 {
