@@ -45,7 +45,7 @@ func TestIdPReplyIsInput(t *testing.T) {
 			[]string{"Entra ID's reply from https://", "larger than 64 KiB; refused"}},
 		{"a 2 MiB token", entratest.Fault{TokenSize: 2 * mib},
 			[]string{"Entra ID's reply from https://", "larger than 64 KiB; refused"}},
-		{"a 4 MiB error body", entratest.Fault{Status: 500, Body: strings.Repeat("<html>busy</html>", 4*mib/17)},
+		{"a 1 MiB error body", entratest.Fault{Status: 500, Body: strings.Repeat("<html>busy</html>", mib/17)},
 			[]string{"larger than 64 KiB; refused"}},
 	}
 	for _, tt := range tests {

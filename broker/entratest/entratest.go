@@ -5,7 +5,7 @@
 // and WithHTTPClient(srv.Client())) talks to it exactly as it talks to login.microsoftonline.com:
 // per-tenant OpenID discovery documents, v2 and v1 token endpoints, signing keys, Entra-shaped
 // errors (AADSTS codes), RS256-signed v1.0 access tokens with tid/aud/roles/appid claims, and
-// injectable faults (error statuses, Retry-After, delays, corrupted answers).
+// injectable faults (error statuses, Retry-After, delays, corrupted and oversized answers).
 //
 // It is used by tests, benchmarks and `brokerd --dev`, so it does not import package testing.
 // It never talks to Microsoft and its tokens are worthless outside of it.

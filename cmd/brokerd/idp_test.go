@@ -15,7 +15,7 @@ import (
 )
 
 // What Entra ID sends is input, end to end: a 200 without expires_in, a
-// 32 MiB reply and a 4 MiB "token" in valid JSON, each for its own tenant.
+// 32 MiB reply and a 2 MiB "token" in valid JSON, each for its own tenant.
 // brokerd refuses them (brokerctl get fails, UNAVAILABLE, naming the
 // cause), its peak memory stays within a few MiB of a healthy run's, its
 // log stays small, `brokerctl tenants` keeps working for every tenant, and no token
@@ -30,7 +30,7 @@ func TestIdPReplyIsInput(t *testing.T) {
 	faults := map[string]*entratest.Fault{
 		"woodgrove": {ExpiresIn: new(-1)},
 		"xl-body":   {PadBody: 32 * mib},
-		"xl-token":  {TokenSize: 4 * mib},
+		"xl-token":  {TokenSize: 2 * mib},
 	}
 	for i, name := range []string{"xl-body", "xl-token"} {
 		w.tenants[name] = fmt.Sprintf("30303030-0000-4000-8000-00000000b00%d", i)
@@ -86,10 +86,10 @@ func TestIdPReplyIsInput(t *testing.T) {
 	wantTenant(t, s.get("northwind"), w.tenants["northwind"])
 
 	faulty := vmHWM(t, p.cmd.Process.Pid)
-	t.Logf("brokerd peak RSS (VmHWM): %d KiB in a healthy run, %d KiB in a run with the faulty replies (%+d KiB); the 32 MiB reply was sent %d times, the 4 MiB token %d times",
+	t.Logf("brokerd peak RSS (VmHWM): %d KiB in a healthy run, %d KiB in a run with the faulty replies (%+d KiB); the 32 MiB reply was sent %d times, the 2 MiB token %d times",
 		healthy>>10, faulty>>10, (faulty-healthy)>>10, w.idp.TokenRequests(w.tenants["xl-body"]), w.idp.TokenRequests(w.tenants["xl-token"]))
 	if faulty-healthy > 8*mib {
-		t.Errorf("brokerd's peak RSS is %d KiB over a healthy run's after reading a 32 MiB reply and a 4 MiB token, want well under 8 MiB", (faulty-healthy)>>10)
+		t.Errorf("brokerd's peak RSS is %d KiB over a healthy run's after reading a 32 MiB reply and a 2 MiB token, want well under 8 MiB", (faulty-healthy)>>10)
 	}
 
 	// tenants works, for every tenant, in both formats, and stays small.
