@@ -278,18 +278,9 @@ func (b *Broker) requestToken(e *entry, client *confidential.Client) (*Token, *E
 		// answer from MSAL's cache would mean that broke.
 		return nil, errorf(KindInternal, "MSAL answered tenant %s from its own cache; refusing a token the broker did not see issued", t.name)
 	}
-	c, perr := parseClaims(res.AccessToken)
-	if perr != nil {
-		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf("Entra ID returned an unusable token for tenant %s: %v", t.name, perr)}
-	}
-	if !strings.EqualFold(c.TenantID, t.id) {
-		return nil, &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID returned a token for tenant %q when tenant %s (%s) was requested; refused", c.TenantID, t.name, t.id)}
-	}
-	if lifetime := res.ExpiresOn.Sub(sent); lifetime < minLifetime || lifetime > maxLifetime {
-		return nil, &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID returned a token for tenant %s with a lifetime of %s (expires_in must be between %s and %s); refused",
-				t.name, lifetime.Round(time.Second), minLifetime, maxLifetime)}
+	c, cerr := checkReply(t, res.AccessToken, res.ExpiresOn, sent, received)
+	if cerr != nil {
+		return nil, cerr
 	}
 	// MSAL turns expires_in (and refresh_in) into wall-clock times as the
 	// reply arrives. Keep what is left of them, on the broker's clock.

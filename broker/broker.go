@@ -84,7 +84,8 @@ type Options struct {
 	// Store holds the apps' client secrets, keyed by client id.
 	Store keystore.Store
 	// HTTPClient is used for every request to Entra ID. Nil means one that
-	// trusts the system roots.
+	// trusts the system roots. The broker uses a copy of it that caps every
+	// reply body at 64 KiB.
 	HTTPClient *http.Client
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
@@ -242,6 +243,8 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		tr.MaxIdleConnsPerHost = 64
 		b.http, b.ownHTTP = &http.Client{Transport: tr}, true
 	}
+	b.http = withReplyCap(b.http) // a copy: the caller's client is not changed
+
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}

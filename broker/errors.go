@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -156,31 +157,58 @@ type idpContext struct {
 }
 
 // classifyIdPError turns an error from MSAL into an Error with the AADSTS
-// code, what it means and what to do.
+// code, what it means and what to do. MSAL's errors quote Entra ID's reply
+// (an InvalidJsonErr holds the whole body, access token included), so
+// nothing of their text is used but a bounded, token-free quote.
 func classifyIdPError(err error, c idpContext) *Error {
+	if errors.Is(err, errReplyTooLarge) {
+		return bounded(&Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID's reply from %s is larger than %d KiB; refused (the broker retries with backoff)", c.host, maxReplyBytes>>10)})
+	}
 	var ce msalerrors.CallErr
 	if errors.As(err, &ce) && ce.Resp != nil {
-		return classifyReply(ce.Resp, c)
+		return bounded(classifyReply(ce.Resp, c))
 	}
 	var je msalerrors.InvalidJsonErr
 	if errors.As(err, &je) {
-		// A 200 reply MSAL could not use: not JSON, or no expires_in.
-		return &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID (%s) returned an unusable token response: %v", c.host, rootCause(err))}
+		// A 200 reply MSAL could not use.
+		return bounded(&Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID (%s) returned an unusable token response: %s; the broker retries with backoff", c.host, unusableReply(je))})
 	}
 	var cve *tls.CertificateVerificationError
 	var uae x509.UnknownAuthorityError
 	var hne x509.HostnameError
 	switch {
 	case errors.As(err, &cve), errors.As(err, &uae), errors.As(err, &hne):
-		return &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("the TLS certificate of %s is not trusted (%v); the broker trusts the system roots (SSL_CERT_FILE adds a CA)", c.host, rootCause(err))}
+		return bounded(&Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("the TLS certificate of %s is not trusted (%s); the broker trusts the system roots (SSL_CERT_FILE adds a CA)", c.host, quote(rootCause(err).Error(), maxQuoteBytes))})
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Kind: KindUnavailable, Transient: true,
-			Msg: fmt.Sprintf("Entra ID (%s) did not answer within the token request timeout (idp_timeout)", c.host)}
+		return bounded(&Error{Kind: KindUnavailable, Transient: true,
+			Msg: fmt.Sprintf("Entra ID (%s) did not answer within the token request timeout (idp_timeout)", c.host)})
 	}
-	return &Error{Kind: KindUnavailable, Transient: true,
-		Msg: fmt.Sprintf("cannot reach Entra ID at %s: %v", c.host, rootCause(err))}
+	return bounded(&Error{Kind: KindUnavailable, Transient: true,
+		Msg: fmt.Sprintf("cannot reach Entra ID at %s: %s", c.host, quote(rootCause(err).Error(), maxQuoteBytes))})
+}
+
+// unusableReply says what is wrong with a 200 reply MSAL could not decode,
+// from the kind of decoding error alone: MSAL's own text quotes the body.
+func unusableReply(je msalerrors.InvalidJsonErr) string {
+	inner := errors.Unwrap(je.Err) // MSAL wraps the decoder's error with %w, then adds the body
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case inner == nil:
+		return "the reply could not be decoded"
+	case errors.As(inner, &syn):
+		return "the reply is not JSON"
+	case strings.Contains(inner.Error(), "expires_in"), strings.HasPrefix(inner.Error(), "unix time("):
+		// MSAL: "expires_in and expires_on are both missing or invalid",
+		// or a number field that is not a number (expires_in, ext_expires_in).
+		return "expires_in is missing or not a number of seconds"
+	case errors.As(inner, &typ):
+		return fmt.Sprintf("a member has the wrong type (%s)", quote(typ.Field, 64))
+	}
+	return "the reply is not a token response"
 }
 
 func classifyReply(resp *http.Response, c idpContext) *Error {
@@ -201,7 +229,7 @@ func classifyReply(resp *http.Response, c idpContext) *Error {
 		return e
 	}
 	what := fmt.Sprintf("Entra ID answered HTTP %d", resp.StatusCode)
-	if ee.Error != "" {
+	if oauthErrorName.MatchString(ee.Error) {
 		what += " " + ee.Error
 	}
 	if e.AADSTS != 0 {
@@ -220,8 +248,13 @@ func classifyReply(resp *http.Response, c idpContext) *Error {
 	return e
 }
 
+// oauthErrorName matches the OAuth error names Entra ID sends
+// ("invalid_client"); anything else in the error member is not shown.
+var oauthErrorName = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
 // firstSentence keeps the first sentence of an Entra ID error description,
-// without the trace and correlation ids and timestamps that follow it.
+// without the trace and correlation ids and timestamps that follow it,
+// quoted (bounded, token-free).
 func firstSentence(s string) string {
 	if _, rest, ok := strings.Cut(s, ": "); ok && strings.HasPrefix(s, "AADSTS") {
 		s = rest
@@ -232,11 +265,7 @@ func firstSentence(s string) string {
 	if i := strings.Index(s, "Trace ID:"); i >= 0 {
 		s = s[:i]
 	}
-	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", " "))
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
+	return quote(s, maxQuoteBytes)
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.

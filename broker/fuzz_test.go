@@ -130,7 +130,8 @@ func FuzzGetTokenArgs(f *testing.F) {
 }
 
 // FuzzIdPReply: any reply Entra ID (or something in its place) sends is
-// classified with a bounded message, never a panic.
+// classified with a bounded message that quotes nothing token-like, never
+// a panic.
 func FuzzIdPReply(f *testing.F) {
 	f.Add(401, []byte(`{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1","error_codes":[7000215]}`), "")
 	f.Add(400, []byte(`{"error":"unauthorized_client","error_codes":[700016]}`), "")
@@ -141,7 +142,7 @@ func FuzzIdPReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, body []byte, retryAfter string) {
 		resp := &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {retryAfter}}, Body: io.NopCloser(bytes.NewReader(body))}
 		e := classifyIdPError(msalerrors.CallErr{Resp: resp, Err: errors.New("call failed")}, testIdP)
-		if e == nil || e.Msg == "" || len(e.Msg) > 2000 || e.RetryAfter < 0 || e.RetryAfter > time.Hour {
+		if e == nil || e.Msg == "" || len(e.Msg) > maxMsgBytes || tokenLike.MatchString(e.Msg) || e.RetryAfter < 0 || e.RetryAfter > time.Hour {
 			t.Fatalf("classified as %+v", e)
 		}
 	})

@@ -70,6 +70,8 @@ func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
 type claims struct {
 	TenantID string   `json:"tid"`
 	Roles    []string `json:"roles"`
+	// Exp is the expiry (seconds since 1970); nil when the claim is absent.
+	Exp *float64 `json:"exp"`
 }
 
 // parseClaims decodes the payload of a JWT access token.

@@ -5,7 +5,7 @@
 // and WithHTTPClient(srv.Client())) talks to it exactly as it talks to login.microsoftonline.com:
 // per-tenant OpenID discovery documents, v2 and v1 token endpoints, signing keys, Entra-shaped
 // errors (AADSTS codes), RS256-signed v1.0 access tokens with tid/aud/roles/appid claims, and
-// injectable faults (error statuses, Retry-After, delays, corrupted answers).
+// injectable faults (error statuses, Retry-After, delays, corrupted and oversized answers).
 //
 // It is used by tests, benchmarks and `brokerd --dev`, so it does not import package testing.
 // It never talks to Microsoft and its tokens are worthless outside of it.
@@ -106,9 +106,24 @@ type Fault struct {
 	WrongTenantID string
 	// NotJWT makes access_token an opaque string instead of a JWT.
 	NotJWT bool
-	// ExpiresIn, if non-nil, replaces the expires_in value (the JWT's exp is unchanged); a negative
-	// value omits expires_in (and the v1 expires_on) entirely.
+	// ExpiresIn, if non-nil, replaces the expires_in value, and the JWT's exp follows it (exp is
+	// issue time + ExpiresIn) so that the two agree as they do at Entra ID; a negative value omits
+	// expires_in (and the v1 expires_on) entirely, leaving exp at the configured lifetime.
 	ExpiresIn *int
+	// ExpiresInRaw, if non-empty, is sent verbatim as the JSON string value of expires_in (and of
+	// the v1 expires_on), e.g. "soon", instead of the number. It takes precedence over ExpiresIn.
+	ExpiresInRaw string
+	// ExpOffset moves the JWT's exp claim by this much from where it would be (issue time plus
+	// the lifetime, or ExpiresIn): -24h makes a token whose exp is a day in the past, while
+	// expires_in still says it is fresh.
+	ExpOffset time.Duration
+	// PadBody, if positive, adds a "padding" member of this many bytes to the JSON success body,
+	// which stays valid JSON. The padding is streamed in chunks without a Content-Length, so a
+	// multi-megabyte body costs the server little memory.
+	PadBody int
+	// TokenSize, if larger than an ordinary token, pads the JWT's payload with a "pad" claim so
+	// that the access token is at least this many bytes; it stays a validly signed JWT.
+	TokenSize int
 }
 
 // NewServer starts a fake Entra ID on https://127.0.0.1:<random port> with a fresh self-signed

@@ -716,6 +716,84 @@ func TestCorruptExpiresIn(t *testing.T) {
 	if ar.ExpiresOn.Before(before.Add(5*time.Second)) || ar.ExpiresOn.After(time.Now().Add(5*time.Second)) {
 		t.Errorf("ExpiresOn %v, want about 5s from now", ar.ExpiresOn)
 	}
+	// The JWT's exp follows the expires_in sent, as at Entra ID.
+	if c := mustClaims(t, ar.AccessToken); c["exp"].(float64)-c["iat"].(float64) != 5 {
+		t.Errorf("exp %v, iat %v: want exp 5s after iat, as expires_in says", c["exp"], c["iat"])
+	}
+}
+
+func TestCorruptExpiresInRaw(t *testing.T) {
+	srv := newServer(t)
+	srv.SetFault(tenantA, &entratest.Fault{ExpiresInRaw: "soon", ExpiresIn: new(5)})
+	_, body := rawToken(t, srv, "/"+tenantA+"/oauth2/v2.0/token", v2Form(secret, scope))
+	if m := decode(t, body); m["expires_in"] != "soon" || m["access_token"] == nil {
+		t.Errorf("v2 with ExpiresInRaw: %s", body)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {secret}, "resource": {audience}}
+	_, body = rawToken(t, srv, "/"+tenantA+"/oauth2/token", form)
+	if m := decode(t, body); m["expires_in"] != "soon" || m["expires_on"] != "soon" {
+		t.Errorf("v1 with ExpiresInRaw: %s", body)
+	}
+	// MSAL cannot use it (its error quotes the whole body).
+	var je msalerrors.InvalidJsonErr
+	if err := wantErrContains(t, newClient(t, srv, tenantA, secret, nil), "soon"); !errors.As(err, &je) {
+		t.Errorf("MSAL's error is %T, want an InvalidJsonErr", err)
+	}
+	// The token's exp is the ordinary one: ExpiresIn gives way to ExpiresInRaw.
+	issued := srv.Issued()
+	if c := mustClaims(t, issued[len(issued)-1]); c["exp"].(float64)-c["iat"].(float64) != 3600 {
+		t.Errorf("exp %v, iat %v: want the default lifetime", c["exp"], c["iat"])
+	}
+}
+
+func TestCorruptExpOffset(t *testing.T) {
+	srv := newServer(t)
+	srv.SetFault(tenantA, &entratest.Fault{ExpOffset: -24 * time.Hour})
+	ar := mustAcquire(t, newClient(t, srv, tenantA, secret, nil))
+	c := mustClaims(t, ar.AccessToken)
+	if got := c["exp"].(float64) - c["iat"].(float64); got != 3600-24*3600 {
+		t.Errorf("exp - iat = %v, want a day less than the lifetime", got)
+	}
+	if ar.ExpiresOn.Before(time.Now().Add(59 * time.Minute)) {
+		t.Errorf("ExpiresOn %v: expires_in should still say an hour", ar.ExpiresOn)
+	}
+	verifyRS256(t, srv, ar.AccessToken)
+}
+
+func TestCorruptPadBody(t *testing.T) {
+	srv := newServer(t)
+	const pad = 1 << 20
+	srv.SetFault(tenantA, &entratest.Fault{PadBody: pad})
+	resp, body := rawToken(t, srv, "/"+tenantA+"/oauth2/v2.0/token", v2Form(secret, scope))
+	if resp.ContentLength != -1 {
+		t.Errorf("Content-Length %d, want none (a streamed body)", resp.ContentLength)
+	}
+	m := decode(t, body)
+	if p, _ := m["padding"].(string); len(p) != pad || len(body) < pad {
+		t.Errorf("padding of %d bytes in a body of %d, want %d", len(p), len(body), pad)
+	}
+	if m["access_token"] != srv.Issued()[0] || m["expires_in"] != 3600.0 {
+		t.Errorf("the padded body lost its token response: %.200s", body)
+	}
+	// MSAL reads it whole (nothing caps it there) and takes the token.
+	mustAcquire(t, newClient(t, srv, tenantA, secret, nil))
+}
+
+func TestCorruptTokenSize(t *testing.T) {
+	srv := newServer(t)
+	const size = 1 << 20
+	srv.SetFault(tenantA, &entratest.Fault{TokenSize: size})
+	ar := mustAcquire(t, newClient(t, srv, tenantA, secret, nil))
+	if len(ar.AccessToken) < size || len(ar.AccessToken) > size+size/100 {
+		t.Errorf("token of %d bytes, want about %d", len(ar.AccessToken), size)
+	}
+	verifyRS256(t, srv, ar.AccessToken)
+	if c := mustClaims(t, ar.AccessToken); c["tid"] != tenantA || c["exp"].(float64)-c["iat"].(float64) != 3600 {
+		t.Errorf("padded token claims tid %v exp %v iat %v", c["tid"], c["exp"], c["iat"])
+	}
+	if !slices.Contains(srv.Issued(), ar.AccessToken) {
+		t.Error("the padded token is missing from Issued()")
+	}
 }
 
 func TestRefreshIn(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"strconv"
@@ -289,16 +290,26 @@ func (s *Server) issue(w http.ResponseWriter, v endpointVersion, g grant, f *Fau
 	if f.WrongTenantID != "" {
 		tid = f.WrongTenantID
 	}
+	expiresIn := g.lifetime
+	if f.ExpiresIn != nil && f.ExpiresInRaw == "" {
+		expiresIn = *f.ExpiresIn
+	}
+	// exp follows expires_in, as at Entra ID, unless the fault moves it.
+	exp := now.Unix() + int64(g.lifetime)
+	if expiresIn >= 0 {
+		exp = now.Unix() + int64(expiresIn)
+	}
+	exp += int64(f.ExpOffset / time.Second)
 	var token string
 	if f.NotJWT {
 		token = rand.Text() + rand.Text()
 	} else {
-		token = s.sign(accessClaims{
+		c := accessClaims{
 			Aud:      g.resource,
 			Iss:      tokenIssuer(tid),
 			Iat:      now.Unix(),
 			Nbf:      now.Unix(),
-			Exp:      now.Unix() + int64(g.lifetime),
+			Exp:      exp,
 			Appid:    g.appID,
 			Appidacr: "1", // authenticated with a client secret
 			Idp:      tokenIssuer(tid),
@@ -309,16 +320,18 @@ func (s *Server) issue(w http.ResponseWriter, v endpointVersion, g grant, f *Fau
 			Tid:      tid,
 			Jti:      rand.Text(),
 			Ver:      "1.0",
-		})
+		}
+		token = s.sign(c)
+		if short := f.TokenSize - len(token); short > 0 {
+			// base64url makes 4 characters of every 3 bytes of claims.
+			c.Pad = strings.Repeat("x", short*3/4+1)
+			token = s.sign(c)
+		}
 	}
 	s.mu.Lock()
 	s.issued = append(s.issued, token)
 	s.mu.Unlock()
 
-	expiresIn := g.lifetime
-	if f.ExpiresIn != nil {
-		expiresIn = *f.ExpiresIn
-	}
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.Header().Set("Pragma", "no-cache")
 
@@ -329,10 +342,13 @@ func (s *Server) issue(w http.ResponseWriter, v endpointVersion, g grant, f *Fau
 			RefreshIn:    g.refreshIn,
 			AccessToken:  token,
 		}
-		if expiresIn >= 0 {
-			resp.ExpiresIn = &expiresIn
+		switch {
+		case f.ExpiresInRaw != "":
+			resp.ExpiresIn = f.ExpiresInRaw
+		case expiresIn >= 0:
+			resp.ExpiresIn = expiresIn
 		}
-		writeJSON(w, http.StatusOK, resp)
+		writeSuccess(w, resp, f.PadBody)
 		return
 	}
 	// v1 answers with numbers as strings, and with expires_on (which MSAL prefers to expires_in).
@@ -344,20 +360,51 @@ func (s *Server) issue(w http.ResponseWriter, v endpointVersion, g grant, f *Fau
 		Resource:     g.resource,
 		AccessToken:  token,
 	}
-	if expiresIn >= 0 {
+	switch {
+	case f.ExpiresInRaw != "":
+		resp.ExpiresIn, resp.ExpiresOn = f.ExpiresInRaw, f.ExpiresInRaw
+	case expiresIn >= 0:
 		resp.ExpiresIn = itoa(int64(expiresIn))
 		resp.ExpiresOn = itoa(now.Unix() + int64(expiresIn))
 	}
 	if g.refreshIn > 0 {
 		resp.RefreshIn = itoa(int64(g.refreshIn))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeSuccess(w, resp, f.PadBody)
+}
+
+// writeSuccess answers 200 with v as JSON, with a "padding" member of pad bytes first when pad
+// is positive. The padding is written in chunks as it is made, so the body is sent chunked.
+func writeSuccess(w http.ResponseWriter, v any, pad int) {
+	if pad <= 0 {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("entratest: encoding %T: %v", v, err)) // only our own plain structs get here
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.WriteString(w, `{"padding":"`); err != nil {
+		return
+	}
+	chunk := strings.Repeat("x", 64<<10)
+	for pad > 0 {
+		n := min(pad, len(chunk))
+		if _, err := io.WriteString(w, chunk[:n]); err != nil {
+			return // the client stopped reading
+		}
+		pad -= n
+	}
+	_, _ = io.WriteString(w, `",`)
+	_, _ = w.Write(body[1:])
 }
 
 // tokenResponseV2 is the /oauth2/v2.0/token success body.
 type tokenResponseV2 struct {
 	TokenType    string `json:"token_type"`
-	ExpiresIn    *int   `json:"expires_in,omitempty"`
+	ExpiresIn    any    `json:"expires_in,omitempty"` // a number, or a string when a fault says so
 	ExtExpiresIn int    `json:"ext_expires_in"`
 	RefreshIn    int    `json:"refresh_in,omitempty"`
 	AccessToken  string `json:"access_token"`
