@@ -60,7 +60,7 @@ func startSquatter(t *testing.T, socket string) *squatter {
 
 // connections and reads count what the squatter saw.
 func (q *squatter) connections() int { return strings.Count(q.stdout.String(), "\nconn") }
-func (q *squatter) reads() int      { return strings.Count(q.stdout.String(), "\nread ") }
+func (q *squatter) reads() int       { return strings.Count(q.stdout.String(), "\nread ") }
 
 // A listener squatting on the socket path as nobody gets nothing from
 // brokerctl credential set: not a connection when its directory gives it
