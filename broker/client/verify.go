@@ -45,9 +45,10 @@ type verifier struct {
 	self   uint32  // the caller's effective uid
 	expect *uint32 // WithExpectUID or $BROKERD_UID
 
-	// refusal is the last refusal of a connection gRPC asked for, cleared
-	// when a connection passes; calls that fail for want of a connection
-	// report it instead of gRPC's UNAVAILABLE.
+	// refusal is set when the last connection gRPC asked for was refused
+	// (nil when it was made, or failed for another reason); calls that
+	// fail for want of a connection report it instead of gRPC's
+	// UNAVAILABLE.
 	refusal atomic.Pointer[status.Status]
 }
 
@@ -102,6 +103,8 @@ func (v *verifier) dial(ctx context.Context, _ string) (net.Conn, error) {
 		st := status.Convert(err)
 		if st.Code() == codes.PermissionDenied {
 			v.refusal.Store(st)
+		} else {
+			v.refusal.Store(nil)
 		}
 		// gRPC wraps this in its own UNAVAILABLE; a plain error keeps its
 		// message readable there.

@@ -258,3 +258,29 @@ func TestReconnectVerified(t *testing.T) {
 		t.Fatalf("the client sent bytes to the daemon of nobody:\n%s", d.out.String())
 	}
 }
+
+// The system service under socket activation: systemd (root) listens, in a
+// directory of root's, on a socket it gives to the service user
+// (SocketUser=brokerd). The socket file's owner decides nothing.
+func TestSocketActivatedLayout(t *testing.T) {
+	requireRoot(t)
+	dir := filepath.Join(brokertest.ShortDir(t), "brokerd")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "brokerd.sock")
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	brokerv1.RegisterBrokerServiceServer(s, &brokertest.FakeBroker{})
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	if _, err := dial(t, path).ListTenants(context.Background()); err != nil {
+		t.Fatalf("ListTenants on root's socket given to nobody: %v", err)
+	}
+}

@@ -15,8 +15,8 @@
 //   - a symbolic link on the way (Debian's /var/run -> /run) must itself be
 //     owned by root or a trusted uid, and its target is checked the same
 //     way, up to maxLinks links;
-//   - the target is owned by root or a trusted uid and, when the policy
-//     says so, not writable by group or others.
+//   - a file whose content matters (Policy.PrivateTarget) is owned by root
+//     or a trusted uid and not writable by group or others.
 //
 // With Policy.ProtectedOwner, the directory that holds the target may also
 // belong to any uid U when every directory and link above it belongs to
@@ -55,9 +55,13 @@ type Policy struct {
 	// target when everything above it is root's and not writable by
 	// group or others (see the package comment).
 	ProtectedOwner bool
-	// PrivateTarget refuses a target writable by group or others (a
-	// configuration file). A socket's mode says who may connect, not who
-	// may replace it, so sockets leave it unset.
+	// PrivateTarget is for a target whose content matters (a
+	// configuration file): it must be owned by root or a trusted uid and
+	// not writable by group or others. A socket leaves it unset: its owner
+	// and mode say who may connect, not who may replace it (its directory
+	// decides that), and who serves it is for SO_PEERCRED to tell. The
+	// system service's socket, bound by systemd with SocketUser=brokerd in
+	// root's /run/brokerd, is owned by brokerd.
 	PrivateTarget bool
 }
 
@@ -252,14 +256,17 @@ func (w *walker) checkLink(path string, fi fs.FileInfo) error {
 	return nil
 }
 
-// checkTarget checks the file or socket itself.
+// checkTarget checks the file itself, when its content matters.
 func (w *walker) checkTarget(path string, fi fs.FileInfo) error {
+	if !w.p.PrivateTarget {
+		return nil
+	}
 	uid := owner(fi)
 	if !w.trusted(uid) && !(w.res.Protected && uid == w.res.DirOwner) {
 		return &Error{Path: path, UID: uid, Mode: fi.Mode(),
 			Problem: "is not owned by " + w.trustedText(), Fix: "chown root " + path}
 	}
-	if w.p.PrivateTarget && fi.Mode().Perm()&0o022 != 0 {
+	if fi.Mode().Perm()&0o022 != 0 {
 		return &Error{Path: path, UID: uid, Mode: fi.Mode(), Problem: "is writable by group or others",
 			Fix: "chmod go-w " + path}
 	}

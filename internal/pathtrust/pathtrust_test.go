@@ -164,9 +164,9 @@ func TestForeignOwner(t *testing.T) {
 	wantRefused(t, fileErr(File(f, rootOnly)), nb, "owner uid 65534 (nobody)", "is not owned by root", "chown root "+nb)
 	// Trusted explicitly, nobody's directory passes; its target must be
 	// owned by a trusted uid too.
-	mustPass(t)(File(f, Policy{Trusted: []uint32{nobody}}))
+	mustPass(t)(File(f, Policy{Trusted: []uint32{nobody}, PrivateTarget: true}))
 	g := tr.file("nb/g", 0o600, 4242)
-	wantRefused(t, fileErr(File(g, Policy{Trusted: []uint32{nobody}})), g, "owner uid 4242,", "not owned by root or uid 65534 (nobody)")
+	wantRefused(t, fileErr(File(g, Policy{Trusted: []uint32{nobody}, PrivateTarget: true})), g, "owner uid 4242,", "not owned by root or uid 65534 (nobody)")
 }
 
 func TestPrivateTarget(t *testing.T) {
@@ -177,9 +177,12 @@ func TestPrivateTarget(t *testing.T) {
 	mustPass(t)(File(ok, private))
 	open := tr.file("d/open", 0o666, 0)
 	wantRefused(t, fileErr(File(open, private)), open, "mode 0666", "writable by group or others", "chmod go-w "+open)
-	mustPass(t)(File(open, rootOnly)) // a socket's mode says who may connect
 	theirs := tr.file("d/theirs", 0o600, nobody)
 	wantRefused(t, fileErr(File(theirs, private)), theirs, "owner uid 65534 (nobody)", "chown root "+theirs)
+	// A socket's owner and mode say who may connect, not who may replace
+	// it: systemd binds the system service's socket for User=brokerd.
+	mustPass(t)(File(open, rootOnly))
+	mustPass(t)(File(theirs, rootOnly))
 }
 
 func TestSymlinks(t *testing.T) {
@@ -268,9 +271,9 @@ func TestProtectedOwner(t *testing.T) {
 	tmp.file("svc/s", 0o600, nobody)
 	wantRefused(t, fileErr(File(filepath.Join(nb, "s"), protected)), nb, "owner uid 65534 (nobody)")
 
-	// A target of a third user in the protected directory is refused.
+	// A file of a third user in the protected directory is refused.
 	other := tr.file("svc/other", 0o600, 4242)
-	wantRefused(t, fileErr(File(other, protected)), other, "owner uid 4242")
+	wantRefused(t, fileErr(File(other, Policy{ProtectedOwner: true, PrivateTarget: true})), other, "owner uid 4242")
 }
 
 func TestMissingTarget(t *testing.T) {
