@@ -1,7 +1,7 @@
 // Command squatter is the hostile listener of brokerd's trust tests: it
 // binds the Unix socket named by its argument, as whichever user runs it,
-// and records on stdout every connection ("conn") and every byte a client
-// sends it ("read N: %q"). It opens each connection with an HTTP/2 SETTINGS
+// and records on stdout every connection ("conn"), every byte a client
+// sends it ("read N: %q") and the end of each connection ("closed"). It opens each connection with an HTTP/2 SETTINGS
 // frame, as a gRPC server does, so that a client that trusted it would go
 // on to send its request, secret included.
 package main
@@ -47,6 +47,7 @@ func main() {
 		}
 		say("conn")
 		go func() {
+			defer say("closed")
 			defer c.Close()
 			if _, err := c.Write(settings); err != nil {
 				return
