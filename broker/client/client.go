@@ -14,15 +14,24 @@
 //
 // Security role: the connection is a plain Unix socket, without TLS; brokerd
 // authorises each call from the caller's kernel-verified uid (SO_PEERCRED),
-// so the socket's path and permissions are the trust boundary. SetCredential
-// sends a client secret to brokerd; no method ever returns one.
+// so the socket's path and permissions are the trust boundary. The client
+// holds up its end of it: before a byte is sent on any connection (the
+// first, and every reconnect after brokerd restarts) it checks that only
+// trusted users control the socket's path, the way OpenSSH checks
+// authorized_keys, and reads the uid of the process serving the socket
+// (SO_PEERCRED on the client's end). It talks only to a brokerd running as
+// the caller's own uid, root, the owner of a socket directory only root
+// could have made (the system service's /run/brokerd), or the uid named
+// with WithExpectUID or $BROKERD_UID. Neither check can be turned off, so a
+// user who binds the socket path first never receives a request, nor the
+// client secret SetCredential sends. No method ever returns a secret.
 //
 // Every error a Client returns carries a gRPC status code, read it with
 // status.Code(err) from google.golang.org/grpc/status. Errors from brokerd are
 // its statuses, passed on unchanged: their messages say what to do. Errors
 // found locally use the same codes: UNAVAILABLE when brokerd is not running or
 // not answering on the socket, PERMISSION_DENIED when the socket may not be
-// opened, INVALID_ARGUMENT for a bad path or argument.
+// opened or is not trusted, INVALID_ARGUMENT for a bad path or argument.
 package client
 
 import (
@@ -34,7 +43,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -70,25 +78,55 @@ type Client struct {
 //     UNAVAILABLE, "brokerd is not answering on PATH: ...";
 //   - a socket the caller may not open: PERMISSION_DENIED.
 //
+// Dial, and every later reconnect, also refuses with PERMISSION_DENIED,
+// before sending anything:
+//
+//   - a socket path that someone other than root and the trusted uids
+//     could have replaced: a directory on the way owned by another user or
+//     writable by group or others (a shared sticky directory such as /tmp
+//     is accepted only above a directory that passes), or a symbolic link
+//     another user owns;
+//   - a socket served by a process whose uid is not the caller's effective
+//     uid, root, the owner of the socket's directory when only root could
+//     have made that directory (every directory above it is root's and not
+//     writable by others), or the uid of WithExpectUID, else $BROKERD_UID
+//     (a number or a user name; a bad value is INVALID_ARGUMENT).
+//
 // The connection is not encrypted: it never leaves the host.
-func Dial(path string) (*Client, error) {
+func Dial(path string, opts ...Option) (*Client, error) {
 	if path == "" {
 		return nil, status.Error(codes.InvalidArgument, "no brokerd socket path given")
 	}
 	if err := checkSocketPathLength(path); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := checkSocket(path); err != nil {
-		return nil, err
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
-	if err := probe(path); err != nil {
-		return nil, err
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
 	}
-	target, err := grpcTarget(path)
+	if err := checkSocketPathLength(abs); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	v, err := newVerifier(path, abs, o)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err := checkSocket(path); err != nil {
+		return nil, err
+	}
+	if err := probe(v); err != nil {
+		return nil, err
+	}
+	// gRPC's unix resolver URL-decodes the path, so it is escaped.
+	target := "unix://" + (&url.URL{Path: abs}).EscapedPath()
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(v.dial),
+		grpc.WithChainUnaryInterceptor(v.intercept))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
 	}
@@ -114,46 +152,22 @@ func checkSocket(path string) error {
 	return nil
 }
 
-// probe connects to the socket once and hangs up, so that a stale socket is
-// reported by Dial rather than by the first call. gRPC servers close such a
-// connection without logging it.
-func probe(path string) error {
-	conn, err := net.DialTimeout("unix", path, probeTimeout)
-	if err == nil {
-		return conn.Close()
+// probe makes one verified connection and hangs up, so that a stale or
+// untrusted socket is reported by Dial rather than by the first call. gRPC
+// servers close such a connection without logging it.
+func probe(v *verifier) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	c, err := v.connect(ctx)
+	if err != nil {
+		return err
 	}
-	cause := unwrapOpError(err)
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return notRunning(path)
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return status.Errorf(codes.PermissionDenied,
-			"not allowed to connect to the brokerd socket %s: %v (check the socket's owner, group and mode)", path, cause)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return status.Errorf(codes.Unavailable,
-			"brokerd is not answering on %s: %v (a socket left by a brokerd that exited? start brokerd again)", path, cause)
-	default:
-		return status.Errorf(codes.Unavailable, "brokerd is not answering on %s: %v", path, cause)
-	}
+	return c.Close()
 }
 
 func notRunning(path string) error {
 	return status.Errorf(codes.Unavailable,
 		"no brokerd socket at %s (is brokerd running? start it with `brokerd` or `brokerd --dev`)", path)
-}
-
-// grpcTarget turns a socket path into a gRPC "unix://" target. gRPC's unix
-// resolver only takes absolute paths in that form, and it URL-decodes the
-// path, so the path is made absolute and escaped.
-func grpcTarget(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
-	}
-	if err := checkSocketPathLength(abs); err != nil {
-		return "", status.Error(codes.InvalidArgument, err.Error())
-	}
-	return "unix://" + (&url.URL{Path: abs}).EscapedPath(), nil
 }
 
 // GetToken returns an access token for tenant: its configured name, tenant id

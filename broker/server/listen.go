@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tokenbroker/tokenbroker/internal/pathtrust"
 )
 
 // maxSocketPath is the longest path a Unix socket can be bound at: the
@@ -23,8 +25,12 @@ const OwnerOnly = -1
 // Listen creates the Unix socket at path. With gid OwnerOnly the socket is
 // 0600 and a directory Listen creates is 0700; with a group id, the socket
 // is 0660 and such a directory 0750, both of that group (shared-socket
-// mode for a system daemon). An existing directory keeps its mode but must
-// not be controlled by another user. A stale socket (nobody answers) is
+// mode for a system daemon). An existing directory keeps its mode, but the
+// directory and every one above it must be controlled by this user and root
+// alone, as pathtrust checks them: owned by one of them and not writable by
+// group or others (a sticky /tmp is fine above the socket's directory, not
+// as it), and reached through no symbolic link another user owns. A stale
+// socket (nobody answers) is
 // removed; a socket a live daemon answers on, or a path that is not a
 // socket, is an error and is left alone.
 func Listen(path string, gid int) (*net.UnixListener, error) {
@@ -44,8 +50,8 @@ func Listen(path string, gid int) (*net.UnixListener, error) {
 			return nil, err
 		}
 	}
-	if err := checkDir(dir); err != nil {
-		return nil, err
+	if _, err := pathtrust.Dir(dir, pathtrust.Policy{Trusted: []uint32{uint32(os.Geteuid())}}); err != nil {
+		return nil, fmt.Errorf("refusing the socket directory: %w; choose another --socket", err)
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -96,27 +102,6 @@ func removeStale(path string) error {
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("removing stale socket %s: %w", path, err)
-	}
-	return nil
-}
-
-// checkDir refuses a socket directory someone else controls: it must be a
-// real directory owned by this user or root, and if others may write to it,
-// the sticky bit must stop them from replacing the socket.
-func checkDir(dir string) error {
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("socket directory: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok {
-		return fmt.Errorf("socket directory %s is not a directory", dir)
-	}
-	if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 {
-		return fmt.Errorf("socket directory %s belongs to uid %d, not to this user (uid %d); refusing to use it", dir, st.Uid, uid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-		return fmt.Errorf("socket directory %s is writable by others (mode %s) without the sticky bit; refusing to use it", dir, fi.Mode().Perm())
 	}
 	return nil
 }

@@ -75,9 +75,88 @@ func TestListenRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(open, 0o777)
-	if _, err := server.Listen(filepath.Join(open, "b.sock"), server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "writable by others") {
+	if _, err := server.Listen(filepath.Join(open, "b.sock"), server.OwnerOnly); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Errorf("Listen in a world-writable directory: %v", err)
 	}
+}
+
+// Listen refuses a socket path whose directories someone else controls,
+// with one line naming the directory or link, its owner and mode, and the
+// fix; a sticky directory is fine above the socket's own.
+func TestListenUntrustedPaths(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if ci := os.Getenv("CI"); ci != "" {
+			t.Fatalf("running as uid %d: this test chowns to another user and needs root (CI=%q: must not skip)", os.Geteuid(), ci)
+		}
+		t.Skipf("running as uid %d: this test chowns to another user and needs root", os.Geteuid())
+	}
+	const nobody = 65534
+	base := brokertest.ShortDir(t)
+	mkdir := func(rel string, mode os.FileMode, uid int) string {
+		t.Helper()
+		p := filepath.Join(base, rel)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sticky := mkdir("sticky", 0o777|os.ModeSticky, 0)
+	open := mkdir("open", 0o777, 0)
+	theirs := mkdir("theirs", 0o755, nobody)
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(sticky, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, nobody, -1); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name, path string
+		subs       []string
+	}{
+		{"other-writable ancestor", filepath.Join(open, "mine", "b.sock"),
+			[]string{"directory " + open, "mode 0777", "chmod go-w " + open}},
+		{"directory of another user", filepath.Join(theirs, "b.sock"),
+			[]string{"directory " + theirs, "uid 65534 (nobody)", "chown root " + theirs}},
+		{"a link another user owns", filepath.Join(link, "mine", "b.sock"),
+			[]string{"symbolic link " + link, "uid 65534 (nobody)"}},
+		{"directly in a sticky directory", filepath.Join(sticky, "b.sock"),
+			[]string{"directory " + sticky, "mode 1777", "sticky"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := server.Listen(tt.path, server.OwnerOnly)
+			if err == nil {
+				l.Close()
+				t.Fatalf("Listen(%s) succeeded", tt.path)
+			}
+			msg := err.Error()
+			for _, sub := range append(tt.subs, "choose another --socket") {
+				if !strings.Contains(msg, sub) {
+					t.Errorf("error %q lacks %q", msg, sub)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			if _, err := os.Lstat(tt.path); err == nil {
+				t.Errorf("a socket was created at %s", tt.path)
+			}
+		})
+	}
+
+	// A directory of its own inside the sticky one is fine.
+	l, err := server.Listen(filepath.Join(sticky, "mine", "b.sock"), server.OwnerOnly)
+	if err != nil {
+		t.Fatalf("Listen below a sticky directory: %v", err)
+	}
+	l.Close()
 }
 
 func TestListenRemovesStaleSocket(t *testing.T) {

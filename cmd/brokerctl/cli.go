@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/broker/client"
+	"github.com/tokenbroker/tokenbroker/internal/pathtrust"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -54,8 +55,9 @@ type cli struct {
 	stderr io.Writer
 	now    func() time.Time // for the durations in `tenants`; swapped by tests
 
-	socket  string        // --socket
-	timeout time.Duration // --timeout
+	socket    string        // --socket
+	expectUID string        // --expect-uid
+	timeout   time.Duration // --timeout
 
 	root *cobra.Command
 }
@@ -85,6 +87,14 @@ The socket is the first of: --socket, $BROKERD_SOCKET,
 $XDG_RUNTIME_DIR/brokerd/brokerd.sock, and /run/brokerd/brokerd.sock when
 run as root. Every call to brokerd must finish within --timeout.
 
+Before sending anything, brokerctl checks that only trusted users control
+the socket's path (every directory from / down is owned by root or a trusted
+uid and not writable by others; a sticky /tmp only above the socket's own
+directory) and that brokerd runs as this user, as root, or as the owner of
+a socket directory only root could have made (the system service's
+/run/brokerd). To talk to a brokerd run by another user, name that user with
+--expect-uid or $BROKERD_UID (a uid or a user name; the flag wins).
+
 ` + exitStatusHelp(),
 		Example: `  # Print a token for tenant contoso
   brokerctl get --tenant contoso
@@ -93,7 +103,11 @@ run as root. Every call to brokerd must finish within --timeout.
   brokerctl tenants
 
   # Talk to the system service
-  brokerctl --socket /run/brokerd/brokerd.sock tenants`,
+  brokerctl --socket /run/brokerd/brokerd.sock tenants
+
+  # Talk to the brokerd user alice runs (only her own, root's and the system
+  # service's are trusted without it)
+  brokerctl --socket /home/alice/.brokerd/brokerd.sock --expect-uid alice tenants`,
 		SilenceErrors: true, // execute prints errors, as one line
 		SilenceUsage:  true, // and the usage only for flag errors
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -113,6 +127,8 @@ run as root. Every call to brokerd must finish within --timeout.
 	flags := root.PersistentFlags()
 	flags.StringVar(&c.socket, "socket", "",
 		"brokerd's Unix socket (default $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock, else /run/brokerd/brokerd.sock for root)")
+	flags.StringVar(&c.expectUID, "expect-uid", "",
+		"also trust a brokerd run by this `UID|USER` (default $BROKERD_UID)")
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
 
 	root.AddCommand(c.getCommand(), c.credentialCommand(), c.tenantsCommand())
@@ -173,13 +189,21 @@ func (c *cli) report(err error) int {
 }
 
 // dial connects to brokerd on the socket chosen by --socket and the
-// environment.
+// environment, trusting the uid of --expect-uid too.
 func (c *cli) dial() (*client.Client, error) {
 	path, err := client.SocketPath(c.socket)
 	if err != nil {
 		return nil, inputError(err)
 	}
-	return client.Dial(path)
+	var opts []client.Option
+	if c.expectUID != "" {
+		uid, err := pathtrust.LookupUID(c.expectUID)
+		if err != nil {
+			return nil, flagError("invalid --expect-uid %q: %v", c.expectUID, err)
+		}
+		opts = append(opts, client.WithExpectUID(uid))
+	}
+	return client.Dial(path, opts...)
 }
 
 // call runs one RPC under --timeout. When the timeout is what ended it, the

@@ -9,7 +9,10 @@
 //
 // Security role: scripts use brokerctl get instead of holding the app's
 // client secret. credential set reads the secret from stdin or a no-echo
-// prompt, never from the command line, and never prints it.
+// prompt, never from the command line, and never prints it. Like every
+// broker/client caller, brokerctl sends nothing to a socket whose path
+// other users control or whose daemon runs as a uid it does not trust
+// (--expect-uid, $BROKERD_UID name one more).
 //
 // Errors are one line on stderr, "brokerctl: " followed by the gRPC status
 // code and brokerd's message. The exit status is the class of the failure;

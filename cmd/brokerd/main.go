@@ -26,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/client"
 	"github.com/tokenbroker/tokenbroker/broker/server"
+	"github.com/tokenbroker/tokenbroker/internal/pathtrust"
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
@@ -103,7 +104,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
-	fs.StringVar(&o.config, "config", "", "configuration file (default "+defaultConfig()+")")
+	fs.StringVar(&o.config, "config", "", "configuration file, which only root and brokerd's user may be able to change\n(default "+defaultConfig()+")")
 	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket above)")
 	fs.StringVar(&o.socketGroup, "socket-group", "", "share the socket with this group (name or gid): socket 0660, directory 0750;\nwithout it the socket is 0600 in a 0700 directory")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
@@ -268,11 +269,37 @@ func loadConfig(path string) (*broker.Config, error) {
 			return nil, &configError{fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)}
 		}
 	}
+	if err := checkConfigTrust(path); err != nil {
+		return nil, &configError{err}
+	}
 	cfg, err := broker.LoadConfig(path)
 	if err != nil {
 		return nil, &configError{err}
 	}
 	return cfg, nil
+}
+
+// checkConfigTrust refuses a configuration file that anyone but root and
+// brokerd's own user could change, or could have replaced: it chooses the
+// authority host the client secret is sent to. The file and every directory
+// above it are checked as OpenSSH checks authorized_keys (pathtrust). A
+// missing file is left for LoadConfig to report.
+func checkConfigTrust(path string) error {
+	euid := uint32(os.Geteuid())
+	_, err := pathtrust.File(path, pathtrust.Policy{Trusted: []uint32{euid}, PrivateTarget: true})
+	var pe *pathtrust.Error
+	switch {
+	case err == nil, errors.Is(err, os.ErrNotExist):
+		return nil
+	case errors.As(err, &pe):
+		who := "root"
+		if euid != 0 {
+			who += " and brokerd's user, " + pathtrust.DescribeUID(euid) + ","
+		}
+		return fmt.Errorf("refusing the configuration %s: %w (it decides where the client secret is sent, so only %s may be able to change it)", path, err, who)
+	default:
+		return fmt.Errorf("checking who may change the configuration %s: %w", path, err)
+	}
 }
 
 // defaultConfig is $XDG_CONFIG_HOME/tokenbroker/brokerd.toml (~/.config when

@@ -50,8 +50,9 @@ const (
 // build from hanging the run.
 const deadline = 30 * time.Second
 
-// binDir holds the binaries TestMain builds: brokerd, brokerctl, and
-// flood (testdata/flood), the connection flooder of the limits tests.
+// binDir holds the binaries TestMain builds: brokerd, brokerctl, flood
+// (testdata/flood), the connection flooder of the limits tests, and
+// squatter (testdata/squatter), the listener of the trust tests.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -63,7 +64,7 @@ func TestMain(m *testing.M) {
 	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
 		"github.com/tokenbroker/tokenbroker/cmd/brokerd",
 		"github.com/tokenbroker/tokenbroker/cmd/brokerctl",
-		"./testdata/flood")
+		"./testdata/flood", "./testdata/squatter")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building brokerd and brokerctl:", err)
@@ -89,7 +90,7 @@ func childEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "BROKERD_SOCKET", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "SSL_CERT_FILE", "SSL_CERT_DIR":
+		case "BROKERD_SOCKET", "BROKERD_UID", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "SSL_CERT_FILE", "SSL_CERT_DIR":
 			continue
 		}
 		env = append(env, kv)
@@ -119,9 +120,18 @@ type proc struct {
 
 func startProc(t *testing.T, env []string, path string, args ...string) *proc {
 	t.Helper()
+	return startProcAs(t, nil, env, path, args...)
+}
+
+// startProcAs is startProc as the user cred (nil: the test's own).
+func startProcAs(t *testing.T, cred *syscall.Credential, env []string, path string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: filepath.Base(path) + " " + strings.Join(args, " "), exited: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = env
+	if cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
@@ -242,6 +252,8 @@ type session struct {
 	t      *testing.T
 	dir    string
 	socket string
+	// ctlEnv is extra environment for every brokerctl run.
+	ctlEnv []string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -301,7 +313,7 @@ func (s *session) ctlAs(cred *syscall.Credential, socket, stdin string, args ...
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin("brokerctl"), args...)
-	cmd.Env = childEnv()
+	cmd.Env = childEnv(s.ctlEnv...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second

@@ -219,11 +219,8 @@ func TestNotDumpable(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	s := newSession(t)
-	if err := os.Chmod(s.dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(s.dir, "nb", "brokerd.sock")
-	// brokerd itself runs as nobody here.
+	// brokerd itself runs as nobody here, in a directory of its own.
+	socket := filepath.Join(nobodyDir(t, s), "brokerd.sock")
 	cmd := exec.Command(bin("brokerd"), "--dev", "--socket", socket)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
