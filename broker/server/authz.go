@@ -27,7 +27,10 @@ import (
 //     message of a tenant it may not use.
 //   - SetCredential: the daemon's own uid and root only.
 //   - ListTenants: anyone connected; the handler lists only the tenants the
-//     caller may get tokens for.
+//     caller may get tokens for. It hands out no token, so a non-admin's
+//     calls are audited once per connection and at most
+//     limits.audit_denials_per_minute times per uid and minute, like
+//     denials: a caller on no list cannot flood the log by reconnecting.
 //   - grpc.health.v1 and reflection: anyone; they carry no tenant data.
 //   - Any other BrokerService method, unary or stream: denied (fail closed).
 //
@@ -41,7 +44,23 @@ type authorizer struct {
 	// denials rate limits the audit lines of denials per uid; nil audits
 	// every denial.
 	denials *uidLimiter
+	// listings rate limits the audit lines of non-admins' ListTenants
+	// calls per uid; nil audits every one.
+	listings *uidLimiter
 }
+
+// listingSummary is the report of the listings limiter.
+func listingSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
+	return func(uid uint32, held int) {
+		log.Warn(fmt.Sprintf("%d more ListTenants %s from uid %d", held, plural(held, "call"), uid), "uid", uid, "calls", held,
+			"reason", fmt.Sprintf("over limits.audit_denials_per_minute (%d)", perMinute))
+	}
+}
+
+// listKey is the key under which a connection remembers that its
+// ListTenants call was audited; no tenant name can be empty or start with
+// a NUL.
+const listKey = "\x00ListTenants"
 
 // denialSummary is the report of the denials limiter.
 func denialSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
@@ -112,7 +131,9 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 		}
 		return nil
 	case *brokerv1.ListTenantsRequest:
-		a.log(rpc, "", p, true, "lists only the tenants the caller may use")
+		if broker.IsAdmin(p.Caller) || p.firstDecision(listKey) && (a.listings == nil || a.listings.allow(p.Caller.UID)) {
+			a.log(rpc, "", p, true, "lists only the tenants the caller may use")
+		}
 		return nil
 	default:
 		a.log(rpc, "", p, false, "no policy for this method")

@@ -46,10 +46,10 @@ type Server struct {
 	gs    *grpc.Server
 	log   *slog.Logger
 	conns *connLimits
-	// denials and refusals rate limit the log lines of denied calls and
-	// refused connections per uid; Stop and GracefulStop report what they
-	// held back.
-	denials, refusals *uidLimiter
+	// denials, listings and refusals rate limit the log lines of denied
+	// calls, of non-admins' ListTenants calls and of refused connections
+	// per uid; Stop and GracefulStop report what they held back.
+	denials, listings, refusals *uidLimiter
 }
 
 // New returns a server with BrokerService over b, the health service
@@ -66,9 +66,10 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 		log:      log,
 		conns:    newConnLimits(lim),
 		denials:  newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, denialSummary(log, lim.AuditDenialsPerMinute)),
+		listings: newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, listingSummary(log, lim.AuditDenialsPerMinute)),
 		refusals: newUIDLimiter(b.Clock(), 1, time.Minute, connRefusalSummary(log)),
 	}
-	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials}
+	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials, listings: s.listings}
 	opts := append(transportLimits(lim),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.Creds(peerCreds{}),
@@ -108,6 +109,7 @@ func (s *Server) Stop() {
 
 func (s *Server) flush() {
 	s.denials.close()
+	s.listings.close()
 	s.refusals.close()
 }
 

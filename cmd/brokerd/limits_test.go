@@ -239,3 +239,38 @@ func TestUnknownTenantLikeForbidden(t *testing.T) {
 	}
 	s.ctl("", "get", "--tenant", "no-such-tenant").wantExit(t, 3, "NotFound", `tenant "no-such-tenant" is not configured`, "northwind, woodgrove")
 }
+
+// ListTenants hands out no token, so a caller on no list cannot flood the
+// audit log by listing over new connections: its lines are held to
+// limits.audit_denials_per_minute per uid, and the rest are counted in one
+// summary line when brokerd stops. Admins' listings are all logged.
+func TestListTenantsAuditRateLimited(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	s := newSession(t)
+	w := sharedWorld(t, s, "[limits]\naudit_denials_per_minute = 3", nil)
+	d := w.startShared(s)
+	for range 12 {
+		r := s.ctlAs(nobody, s.socket, "", "tenants", "--output", "json")
+		r.wantExit(t, 0)
+		if strings.Contains(r.stdout, "northwind") {
+			t.Fatalf("nobody sees a tenant:\n%s", r.stdout)
+		}
+	}
+	for range 2 {
+		s.ctl("", "tenants").wantExit(t, 0)
+	}
+	if code := d.signal(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("brokerd exited %d", code)
+	}
+	log := d.stderr.String()
+	if n := strings.Count(log, "msg=audit rpc=ListTenants tenant=\"\" uid=65534"); n != 3 {
+		t.Errorf("%d ListTenants audit lines for uid 65534, want 3:\n%s", n, log)
+	}
+	if !strings.Contains(log, `msg="9 more ListTenants calls from uid 65534"`) {
+		t.Errorf("no summary of the 9 held-back listings:\n%s", log)
+	}
+	if n := strings.Count(log, "msg=audit rpc=ListTenants tenant=\"\" uid=0"); n != 2 {
+		t.Errorf("%d ListTenants audit lines for root, want 2", n)
+	}
+}
