@@ -230,3 +230,36 @@ func TestCloseIsClean(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// A brokerd that closes each connection as soon as it accepts it (what it
+// does to a uid over its connection cap) is reported as such, not as a
+// bare transport error.
+func TestConnectionClosedAtOnce(t *testing.T) {
+	path := filepath.Join(brokertest.ShortDir(t), "brokerd.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.GetToken(ctx, "contoso", nil, 0)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	for _, want := range []string{"brokerd closed the connection", "limits.max_connections_per_uid"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -115,13 +116,20 @@ func (v *verifier) dial(ctx context.Context, _ string) (net.Conn, error) {
 }
 
 // intercept turns a call that failed for want of a connection the
-// verifier refused into that refusal.
+// verifier refused into that refusal, and one whose connection brokerd
+// closed during the HTTP/2 handshake into a message that says why it may
+// have (brokerd closes a connection over its uid's cap as it accepts it).
 func (v *verifier) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	if status.Code(err) == codes.Unavailable {
-		if st := v.refusal.Load(); st != nil {
-			return st.Err()
-		}
+	if status.Code(err) != codes.Unavailable {
+		return err
+	}
+	if st := v.refusal.Load(); st != nil {
+		return st.Err()
+	}
+	if msg := status.Convert(err).Message(); strings.Contains(msg, "server preface") || strings.Contains(msg, "client preface") {
+		return status.Errorf(codes.Unavailable, "brokerd closed the connection on %s as soon as it was made (%s): "+
+			"this uid may be over limits.max_connections_per_uid, or all callers over limits.max_connections; close idle connections and retry", v.path, msg)
 	}
 	return err
 }
