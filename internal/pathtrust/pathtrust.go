@@ -140,7 +140,19 @@ func walk(path string, p Policy, dirMode bool) (Result, error) {
 			if len(todo) == 0 {
 				return Result{}, fmt.Errorf("%s: the path ends in \"..\"", path)
 			}
-			cur = filepath.Dir(cur) // an ancestor already checked
+			// An ancestor already checked, but perhaps only as an
+			// ancestor: if it now holds the target, it must pass as the
+			// holder (a shared sticky directory does not).
+			cur = filepath.Dir(cur)
+			if w.holds(todo) {
+				fi, err := os.Lstat(cur)
+				if err != nil {
+					return Result{}, err
+				}
+				if err := w.checkDir(cur, fi, true); err != nil {
+					return Result{}, err
+				}
+			}
 			continue
 		}
 		next := filepath.Join(cur, name)

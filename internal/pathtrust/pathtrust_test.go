@@ -226,6 +226,12 @@ func TestSymlinks(t *testing.T) {
 	wantRefused(t, fileErr(File(filepath.Join(sticky, "f"), rootOnly)), sticky, "sticky")
 	via := tr.link("sticky/dir", real, 0)
 	mustPass(t)(File(filepath.Join(via, "f"), rootOnly))
+	// A trusted link whose ".." climbs back into the shared directory
+	// makes it the target's holder again: refused as such.
+	tr.dir("sticky/own", 0o755, 0)
+	tr.file("sticky/f2", 0o600, 0)
+	back := tr.link("sticky/own/l", "../f2", 0)
+	wantRefused(t, fileErr(File(back, rootOnly)), sticky, "sticky")
 
 	// A loop ends.
 	tr.link("loop", "loop", 0)
