@@ -190,12 +190,24 @@ func TestRequestLimits(t *testing.T) {
 			codes.ResourceExhausted, "", strings.Repeat("M", 300)},
 	}
 	idp := w.idp.TotalTokenRequests()
+	// brokerd's stderr is copied as it comes: the lines of the calls above
+	// must be in before each case takes its "before".
+	brokertest.WaitFor(t, "the audit line of the last get", func() bool {
+		return strings.Contains(d.stderr.String(), "rpc=GetToken tenant=woodgrove")
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := d.stderr.String()
 			_, err := c.GetToken(context.Background(), tt.req)
 			if st, _ := status.FromError(err); st.Code() != tt.code || !strings.Contains(st.Message(), tt.msg) {
 				t.Errorf("err = %v; want %v %q", err, tt.code, tt.msg)
+			}
+			if tt.code == codes.InvalidArgument {
+				// Refused by the authorizer, which audits it (without the
+				// value); wait for that line before counting.
+				brokertest.WaitFor(t, "the audit line of the refusal", func() bool {
+					return strings.Contains(d.stderr.String()[len(before):], tt.msg)
+				})
 			}
 			after := d.stderr.String()
 			if n := strings.Count(after[len(before):], "\n"); n > 1 {
