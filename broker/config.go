@@ -188,8 +188,8 @@ func ValidateScope(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty scope")
-	case len(s) > 512:
-		return fmt.Errorf("scope of %d bytes is too long", len(s))
+	case len(s) > maxScopeBytes:
+		return fmt.Errorf("scope of %d bytes is longer than the %d a scope may have", len(s), maxScopeBytes)
 	case !ok || res == "":
 		return fmt.Errorf("scope %q must be a resource's /.default scope (client-credentials tokens carry the app's granted roles), e.g. %q", s, DefaultScope)
 	case IsGUID(res):

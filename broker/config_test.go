@@ -171,6 +171,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"inline table location", app + "[tenants]\ncontoso = { id = \"nope\", app = \"partner\" }\n", []string{"c.toml:4:", "tenants.contoso.id"}},
 		{"prefetch out of range", "prefetch_concurrency = 100000\n" + app + tenant, []string{"c.toml:1:", "prefetch_concurrency", "out of range"}},
 		{"limit out of range", app + tenant + "[limits]\nmax_scopes = 0\n", []string{"c.toml:7:", "limits.max_scopes", "0 is out of range (1 to 64)"}},
+		{"scope limit over what a scope may have", app + tenant + "[limits]\nmax_scope_bytes = 5000\n", []string{"c.toml:7:", "limits.max_scope_bytes", "5000 is out of range (64 to 4096)"}},
 		{"limit of the wrong type", app + tenant + "[limits]\nidle_timeout = 60\n", []string{"c.toml:7:", "limits.idle_timeout", "expected a duration string"}},
 		{"unknown limit", app + tenant + "[limits]\nmax_tokens = 1\n", []string{"c.toml:7:", `unknown key "limits.max_tokens"`}},
 		{"per-uid connections over the total", "[limits]\nmax_connections = 10\nmax_connections_per_uid = 20\n" + app + tenant, []string{"c.toml:3:", "limits.max_connections_per_uid", "20 is more than limits.max_connections (10)"}},
@@ -257,10 +258,15 @@ func TestValidateScope(t *testing.T) {
 			t.Errorf("ValidateScope(%q) = %v", s, err)
 		}
 	}
-	for _, s := range []string{"", "/.default", "https://graph.microsoft.com/User.Read", "openid", "http://x/.default", "https://a b/.default", strings.Repeat("a", 600) + "/.default"} {
+	for _, s := range []string{"", "/.default", "https://graph.microsoft.com/User.Read", "openid", "http://x/.default", "https://a b/.default", strings.Repeat("a", 600) + "/.default", "https://" + strings.Repeat("a", 4096) + "/.default"} {
 		if err := ValidateScope(s); err == nil {
 			t.Errorf("ValidateScope(%q) accepted", s)
 		}
+	}
+	// Longer than callers may ask for by default (limits.max_scope_bytes),
+	// but a valid scope a configuration may list and raise the limit for.
+	if long := "https://" + strings.Repeat("a", 600) + ".example/.default"; ValidateScope(long) != nil {
+		t.Errorf("ValidateScope refuses a valid %d-byte scope", len(long))
 	}
 }
 

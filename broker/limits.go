@@ -54,6 +54,11 @@ const (
 	DefaultAuditDenialsPerMinute = 10
 )
 
+// maxScopeBytes is the longest scope any configuration allows (in apps'
+// scopes and allowed_scopes too); limits.max_scope_bytes may only lower it
+// for callers.
+const maxScopeBytes = 4 << 10
+
 func (l *limitsTable) setDefaults() {
 	setDefault(&l.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&l.MaxTenantBytes, DefaultMaxTenantBytes)
@@ -79,7 +84,7 @@ func (l *limitsTable) resolve() (Limits, error) {
 		{"limits.max_request_bytes", *l.MaxRequestBytes, 1 << 10, 4 << 20, &r.MaxRequestBytes},
 		{"limits.max_tenant_bytes", *l.MaxTenantBytes, 64, 4 << 10, &r.MaxTenantBytes},
 		{"limits.max_scopes", *l.MaxScopes, 1, 64, &r.MaxScopes},
-		{"limits.max_scope_bytes", *l.MaxScopeBytes, 64, 4 << 10, &r.MaxScopeBytes},
+		{"limits.max_scope_bytes", *l.MaxScopeBytes, 64, maxScopeBytes, &r.MaxScopeBytes},
 		{"limits.max_scope_sets", *l.MaxScopeSets, 1, 1024, &r.MaxScopeSets},
 		{"limits.max_connections", *l.MaxConnections, 1, 1 << 16, &r.MaxConnections},
 		{"limits.max_connections_per_uid", *l.MaxConnectionsPerUID, 1, 1 << 16, &r.MaxConnectionsPerUID},
