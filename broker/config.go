@@ -95,7 +95,8 @@ func (c *Config) MaxIdPRequests() int { return c.maxIdPRequests }
 func (c *Config) Limits() Limits { return c.limits }
 
 // Access is a copy of the top-level allow lists, which apply to tenants
-// with none of their own and to names that match no tenant.
+// with none of their own. (A name that matches no tenant is for the
+// daemon's uid and root only.)
 func (c *Config) Access() *Access { return c.access.clone() }
 
 // Apps is a copy of the app registrations, sorted by name.

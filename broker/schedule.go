@@ -153,7 +153,7 @@ func (b *Broker) dispatchLocked(now time.Time) (next time.Time, dropped []*entry
 			b.unqueueLocked(t)
 			continue
 		}
-		if e.unusedLocked(now) {
+		if e.flight == nil && e.unusedLocked(now) {
 			b.dropLocked(e)
 			dropped = append(dropped, e)
 			continue

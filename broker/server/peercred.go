@@ -105,8 +105,9 @@ type Peer struct {
 	// audited holds the tenants (broker.Authorize's key) whose GetToken
 	// decision this connection has audited, so that repeated calls write
 	// one audit line, not one per call. Keyed by the resolved tenant, it
-	// holds at most one entry per configured tenant plus one for every
-	// unknown name, whatever strings the caller sends.
+	// holds at most one entry per configured tenant, one shared by every
+	// unknown name, and one for ListTenants, whatever strings the caller
+	// sends.
 	audited  sync.Map
 	nAudited atomic.Int32
 }
