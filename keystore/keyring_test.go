@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
@@ -25,16 +26,6 @@ import (
 // Without a reachable Secret Service they skip, unless $CI is non-empty, in
 // which case they fail: CI must never silently skip the keyring backend.
 
-// requireCI fails the test when $CI is set and skips it otherwise.
-func requireCI(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI=%q: the keyring tests must run in CI; wrap them in dbus-run-session with an unlocked gnome-keyring)", msg, os.Getenv("CI"))
-	}
-	t.Skipf("%s; skipping (set CI=true to make this a failure)", msg)
-}
-
 // keyringOrSkip returns a keyring Store after proving, with a real write of a
 // throwaway item, that a Secret Service is reachable and unlocked.
 func keyringOrSkip(t *testing.T) keystore.Store {
@@ -43,7 +34,7 @@ func keyringOrSkip(t *testing.T) keystore.Store {
 	probe := testAccount("probe")
 	err := st.Set(context.Background(), probe, keystore.NewSecret("probe"))
 	if errors.Is(err, keystore.ErrUnavailable) {
-		requireCI(t, "no usable Secret Service: %v", err)
+		testuser.SkipOrFail(t, "no usable Secret Service: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("probe Set: %v", err)
@@ -59,7 +50,7 @@ func secretTool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("secret-tool")
 	if err != nil {
-		requireCI(t, "secret-tool not installed (apt-get install libsecret-tools)")
+		testuser.SkipOrFail(t, "secret-tool not installed (apt-get install libsecret-tools)")
 	}
 	return p
 }

@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -85,20 +89,47 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
+// A socket the caller may not open is PERMISSION_DENIED. Root may open any
+// socket, so as root the Dial runs in this test binary as user nobody.
 func TestDialPermissionDenied(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root may open any socket")
-	}
 	path := brokertest.Serve(t, &brokertest.FakeBroker{})
-	if err := os.Chmod(path, 0o000); err != nil {
+	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Dial(path)
-	if got := status.Code(err); got != codes.PermissionDenied {
-		t.Fatalf("Dial code = %v, want PermissionDenied (err: %v)", got, err)
+	var code, msg string
+	if os.Geteuid() == 0 {
+		dir := filepath.Dir(path)
+		if err := os.Chmod(dir, 0o755); err != nil { // nobody may look, not connect
+			t.Fatal(err)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "client.test") // where nobody may run it
+		if err := copyFile(exe, bin); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), dialEnv+"="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testuser.Nobody, Gid: testuser.Nogroup, Groups: []uint32{}}}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("dialling as nobody: %v", err)
+		}
+		code, msg, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	} else {
+		if err := os.Chmod(path, 0o000); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Dial(path)
+		code, msg = status.Code(err).String(), fmt.Sprint(err)
 	}
-	if !strings.Contains(err.Error(), path) {
-		t.Errorf("error %q does not name the socket", err)
+	if code != codes.PermissionDenied.String() {
+		t.Fatalf("Dial code = %v, want PermissionDenied (err: %v)", code, msg)
+	}
+	if !strings.Contains(msg, path) {
+		t.Errorf("error %q does not name the socket", msg)
 	}
 }
 

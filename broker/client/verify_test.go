@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -24,9 +25,18 @@ import (
 // the socket path it names instead of running the tests.
 const serveEnv = "CLIENT_TEST_SERVE"
 
+// dialEnv makes this test binary, run as a child, Dial the socket path it
+// names and print the status code and message of the result.
+const dialEnv = "CLIENT_TEST_DIAL"
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(serveEnv); path != "" {
 		serveChild(path)
+		return
+	}
+	if path := os.Getenv(dialEnv); path != "" {
+		_, err := Dial(path)
+		fmt.Printf("%s\n%v\n", status.Code(err), err)
 		return
 	}
 	os.Exit(m.Run())
@@ -66,18 +76,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-const nobody = 65534
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if ci := os.Getenv("CI"); ci != "" {
-		t.Fatalf("running as uid %d: this test needs root to run a daemon as another user (CI=%q: must not skip)", os.Geteuid(), ci)
-	}
-	t.Skipf("running as uid %d: this test needs root to run a daemon as another user; skipping (set CI=true to make this a failure)", os.Geteuid())
-}
+const nobody = testuser.Nobody
 
 // foreignDaemon is a FakeBroker served by this test binary running as
 // nobody.
@@ -174,7 +173,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, subs ...string) {
 // A daemon of another user is refused by its path and, where the path is
 // above suspicion, by its uid; naming that uid lets the client through.
 func TestForeignDaemon(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "run a daemon as another user")
 	d := startForeignDaemon(t)
 	_, err := Dial(d.sock)
 	wantStatus(t, err, codes.PermissionDenied, "refusing the brokerd socket "+d.sock, "directory "+filepath.Dir(d.sock),
@@ -222,7 +221,7 @@ func TestForeignDaemon(t *testing.T) {
 // reconnect is checked like the first connection, and SetCredential is
 // refused before anything is sent.
 func TestReconnectVerified(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "run a daemon as another user")
 	d := startForeignDaemon(t)
 	safe := filepath.Join(d.base, "safe")
 	if err := os.Mkdir(safe, 0o755); err != nil {
@@ -263,7 +262,7 @@ func TestReconnectVerified(t *testing.T) {
 // directory of root's, on a socket it gives to the service user
 // (SocketUser=brokerd). The socket file's owner decides nothing.
 func TestSocketActivatedLayout(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "run a daemon as another user")
 	dir := filepath.Join(brokertest.ShortDir(t), "brokerd")
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/broker/server"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 )
 
 func TestListenPermissions(t *testing.T) {
@@ -84,13 +85,8 @@ func TestListenRefusals(t *testing.T) {
 // with one line naming the directory or link, its owner and mode, and the
 // fix; a sticky directory is fine above the socket's own.
 func TestListenUntrustedPaths(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if ci := os.Getenv("CI"); ci != "" {
-			t.Fatalf("running as uid %d: this test chowns to another user and needs root (CI=%q: must not skip)", os.Geteuid(), ci)
-		}
-		t.Skipf("running as uid %d: this test chowns to another user and needs root", os.Geteuid())
-	}
-	const nobody = 65534
+	testuser.RequireRoot(t, "chown directories to another user")
+	const nobody = testuser.Nobody
 	base := brokertest.ShortDir(t)
 	mkdir := func(rel string, mode os.FileMode, uid int) string {
 		t.Helper()

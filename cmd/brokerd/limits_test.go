@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -95,7 +96,7 @@ func (f *flooder) stop(t *testing.T) {
 // with one log line. An allowed caller keeps getting tokens throughout,
 // and once the flooder is gone its connections no longer count.
 func TestConnectionFlood(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "allow_uids = [4242]", nil)
@@ -228,7 +229,7 @@ func TestRequestLimits(t *testing.T) {
 // even when the top-level list allows it. Root gets NOT_FOUND with the
 // configured tenants.
 func TestUnknownTenantLikeForbidden(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "allow_uids = [65534]", map[string]string{"woodgrove": "allow_uids = [4242]"})
@@ -257,7 +258,7 @@ func TestUnknownTenantLikeForbidden(t *testing.T) {
 // limits.audit_denials_per_minute per uid, and the rest are counted in one
 // summary line when brokerd stops. Admins' listings are all logged.
 func TestListTenantsAuditRateLimited(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "[limits]\naudit_denials_per_minute = 3", nil)

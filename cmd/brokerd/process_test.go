@@ -34,6 +34,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -96,16 +97,6 @@ func childEnv(extra ...string) []string {
 		env = append(env, kv)
 	}
 	return append(env, extra...)
-}
-
-// requireCI fails the test when $CI is set and skips it otherwise.
-func requireCI(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if ci := os.Getenv("CI"); ci != "" {
-		t.Fatalf("%s (CI=%q: this test must not skip in CI)", msg, ci)
-	}
-	t.Skipf("%s; skipping (set CI=true to make this a failure)", msg)
 }
 
 // proc is a started brokerd (or systemd-socket-activate exec'ing brokerd).
@@ -938,7 +929,7 @@ func TestSocketActivation(t *testing.T) {
 	t.Parallel()
 	tool, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
-		requireCI(t, "systemd-socket-activate is not installed (apt-get install systemd)")
+		testuser.SkipOrFail(t, "systemd-socket-activate is not installed (apt-get install systemd)")
 	}
 	s := newSession(t)
 	own := filepath.Join(s.dir, "own.sock") // where brokerd would listen on its own
@@ -1031,7 +1022,7 @@ func requireSecretService(t *testing.T) string {
 	t.Helper()
 	tool, err := exec.LookPath("secret-tool")
 	if err != nil {
-		requireCI(t, "secret-tool is not installed (apt-get install libsecret-tools)")
+		testuser.SkipOrFail(t, "secret-tool is not installed (apt-get install libsecret-tools)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
@@ -1039,7 +1030,7 @@ func requireSecretService(t *testing.T) string {
 	store := exec.CommandContext(ctx, tool, "store", "--label=tokenbroker process test probe", "service", "tokenbroker-probe", "username", probe)
 	store.Stdin = strings.NewReader("probe")
 	if out, err := store.CombinedOutput(); err != nil {
-		requireCI(t, "no usable Secret Service: secret-tool store: %v: %s", err, bytes.TrimSpace(out))
+		testuser.SkipOrFail(t, "no usable Secret Service: secret-tool store: %v: %s", err, bytes.TrimSpace(out))
 	}
 	if out, err := exec.CommandContext(ctx, tool, "clear", "service", "tokenbroker-probe", "username", probe).CombinedOutput(); err != nil {
 		t.Fatalf("secret-tool clear: %v: %s", err, out)

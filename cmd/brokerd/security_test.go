@@ -12,26 +12,18 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 )
 
 // The unprivileged second user of the access tests: Debian's nobody and
 // nogroup, plus group staff for supplementary-group checks.
 const (
-	nobodyUID  = 65534
-	nogroupGID = 65534
+	nobodyUID  = testuser.Nobody
+	nogroupGID = testuser.Nogroup
 	staffGID   = 50
 )
 
 var nobody = &syscall.Credential{Uid: nobodyUID, Gid: nogroupGID, Groups: []uint32{}}
-
-// requireRoot: switching to another uid needs root. Outside CI the access
-// tests skip without it; with CI set they fail.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		requireCI(t, "running as uid %d: the access tests need root to act as a second user", os.Getuid())
-	}
-}
 
 // sharedWorld is a configWorld whose brokerd runs as root and shares its
 // socket with group nogroup, so nobody can connect and brokerd's own checks
@@ -74,7 +66,7 @@ func auditLine(t *testing.T, p *proc, r result, rpc string) string {
 }
 
 func TestSecondUserDeniedByDefault(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "", nil)
@@ -114,7 +106,7 @@ func TestSecondUserDeniedByDefault(t *testing.T) {
 }
 
 func TestSecondUserAllowLists(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -191,7 +183,7 @@ func TestUnknownAllowListNames(t *testing.T) {
 }
 
 func TestSharedSocketMode(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	socket := filepath.Join(s.dir, "run", "brokerd.sock")
@@ -216,7 +208,7 @@ func TestSharedSocketMode(t *testing.T) {
 // read its memory or environment through /proc, while it can read those of
 // an ordinary process of that user (the control).
 func TestNotDumpable(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	// brokerd itself runs as nobody here, in a directory of its own.
@@ -270,7 +262,7 @@ func TestNotDumpable(t *testing.T) {
 // Neither the secrets nor any token issued appear anywhere but in the
 // stdout of a successful get.
 func TestNoLeaksFullScenario(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := sharedWorld(t, s, "", nil)

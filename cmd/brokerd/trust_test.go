@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 )
 
 // nobodyDir makes the session's directory 0755 and returns a 0700
@@ -76,7 +77,7 @@ func (q *squatter) waitClosed(t *testing.T, n int) {
 // brokerctl credential set: not a connection when its directory gives it
 // away, not a byte when only its uid does.
 func TestSquatterGetsNothing(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	const secret = "squatted-Q~0123456789abcdefghijklmnopqrstu"
@@ -125,7 +126,7 @@ func TestSquatterGetsNothing(t *testing.T) {
 // A brokerd run by another unprivileged user is refused until brokerctl is
 // told to trust that user, by --expect-uid or BROKERD_UID.
 func TestForeignDaemonNeedsExpectUID(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	socket := filepath.Join(nobodyDir(t, s), "brokerd.sock")
@@ -152,7 +153,7 @@ func TestForeignDaemonNeedsExpectUID(t *testing.T) {
 // chain only root controls (/run/brokerd in /run). brokerctl trusts the
 // daemon that directory's owner runs without being told.
 func TestProtectedSocketDirectory(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	run, err := os.MkdirTemp("/run", "tb")
 	if err != nil {
@@ -198,7 +199,7 @@ func TestProtectedSocketDirectory(t *testing.T) {
 // Socket paths under a directory others may write to, or through a link
 // another user owns, are refused by brokerd and by brokerctl.
 func TestUntrustedSocketPaths(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	real := mkdirOwned(t, filepath.Join(s.dir, "real"), 0o755, 0)
@@ -260,7 +261,7 @@ func TestUntrustedSocketPaths(t *testing.T) {
 // brokerd refuses a configuration file that anyone but root and its own
 // user could change: it decides where the client secret goes.
 func TestConfigFileTrust(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
 	s := newSession(t)
 	w := newConfigWorld(t, s, "memory", "0f0f0f0f-0000-4000-8000-00000000f001")

@@ -6,22 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker/internal/testuser"
 )
 
-const nobody = 65534
-
-// requireRoot: the tests chown files to a second user. Outside CI they skip
-// without root; with CI set they fail.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if ci := os.Getenv("CI"); ci != "" {
-		t.Fatalf("running as uid %d: these tests need root to chown (CI=%q: must not skip)", os.Geteuid(), ci)
-	}
-	t.Skipf("running as uid %d: these tests need root to chown; skipping (set CI=true to make this a failure)", os.Geteuid())
-}
+const nobody = testuser.Nobody
 
 // tree builds directories and files under a new directory in parent,
 // removed when the test ends.
@@ -126,7 +115,7 @@ func mustPass(t *testing.T) func(Result, error) Result {
 }
 
 func TestStickyDirectories(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	sticky := tr.dir("sticky", 0o777|os.ModeSticky, 0)
 	own := tr.dir("sticky/own", 0o700, 0)
@@ -141,7 +130,7 @@ func TestStickyDirectories(t *testing.T) {
 }
 
 func TestWritableDirectories(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	gw := tr.dir("gw", 0o775, 0)
 	f := tr.file("gw/f", 0o600, 0)
@@ -157,7 +146,7 @@ func TestWritableDirectories(t *testing.T) {
 }
 
 func TestForeignOwner(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	nb := tr.dir("nb", 0o700, nobody)
 	f := tr.file("nb/f", 0o600, 0)
@@ -170,7 +159,7 @@ func TestForeignOwner(t *testing.T) {
 }
 
 func TestPrivateTarget(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	tr.dir("d", 0o755, 0)
 	ok := tr.file("d/ok", 0o644, 0)
@@ -186,7 +175,7 @@ func TestPrivateTarget(t *testing.T) {
 }
 
 func TestSymlinks(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	real := tr.dir("real", 0o755, 0)
 	f := tr.file("real/f", 0o600, 0)
@@ -243,7 +232,7 @@ func TestSymlinks(t *testing.T) {
 // The directory holding the target may be a service account's when only
 // root could have made it.
 func TestProtectedOwner(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	// /run is root's and 0755; /tmp is sticky and writable by others.
 	tr := newTree(t, "/run")
 	if err := os.Chmod(tr.base, 0o755); err != nil {
@@ -283,7 +272,7 @@ func TestProtectedOwner(t *testing.T) {
 }
 
 func TestMissingTarget(t *testing.T) {
-	requireRoot(t)
+	testuser.RequireRoot(t, "chown files to a second user")
 	tr := newTree(t, "")
 	if _, err := File(filepath.Join(tr.base, "none"), rootOnly); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing target: %v, want not exist", err)
