@@ -160,6 +160,9 @@ func resolveApp(name string, a *appTable) (AppConfig, error) {
 			return AppConfig{}, badKey(key+".scopes", "%v", err)
 		}
 	}
+	if n := len(canonicalScopes(a.Scopes)); n > 1 {
+		return AppConfig{}, badKey(key+".scopes", "%d different scopes: a client-credentials token is for one resource, so name one /.default scope (callers may ask for others in allowed_scopes)", n)
+	}
 	allowed := a.Scopes
 	if a.AllowedScopes != nil {
 		allowed = make([]string, 0, len(a.AllowedScopes))

@@ -175,6 +175,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"limit of the wrong type", app + tenant + "[limits]\nidle_timeout = 60\n", []string{"c.toml:7:", "limits.idle_timeout", "expected a duration string"}},
 		{"unknown limit", app + tenant + "[limits]\nmax_tokens = 1\n", []string{"c.toml:7:", `unknown key "limits.max_tokens"`}},
 		{"per-uid connections over the total", "[limits]\nmax_connections = 10\nmax_connections_per_uid = 20\n" + app + tenant, []string{"c.toml:3:", "limits.max_connections_per_uid", "20 is more than limits.max_connections (10)"}},
+		{"two resources in scopes", app + "scopes = [\"https://graph.microsoft.com/.default\", \"https://api.securitycenter.microsoft.com/.default\"]\n" + tenant, []string{"c.toml:3:", "apps.partner.scopes", "2 different scopes: a client-credentials token is for one resource"}},
 		{"bad allowed scope", app + "allowed_scopes = [\"graph\"]\n" + tenant, []string{"c.toml:3:", "apps.partner.allowed_scopes", `"graph" is neither a resource nor its /.default scope`}},
 	}
 	for _, tt := range tests {

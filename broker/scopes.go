@@ -51,7 +51,11 @@ func allowScopes(t *tenant, scopes []string) ([]string, *Error) {
 				s, t.name, t.app.name, t.app.name)
 		}
 	}
-	return canonicalScopes(scopes), nil
+	canon := canonicalScopes(scopes)
+	if len(canon) > 1 {
+		return nil, errorf(KindInvalidArgument, "%d different scopes in one request: a client-credentials token is for one resource, so ask for one /.default scope per request", len(canon))
+	}
+	return canon, nil
 }
 
 // entry is the kept entry of a canonical scope set, nil if there is none.

@@ -287,3 +287,29 @@ func TestMinValidReacquiresAtMostOncePerInterval(t *testing.T) {
 		t.Errorf("%d token requests, %d calls served and %d refused: the caller was not served as often as the limit allows", got, served, refused)
 	}
 }
+
+// A client-credentials token is for one resource: a request naming two
+// different scopes, each allowed, is refused before a scope set is made or
+// Entra ID (which would refuse it) is asked, so combinations of allowed
+// scopes cannot fill a tenant's scope sets.
+func TestOneResourcePerRequest(t *testing.T) {
+	t.Parallel()
+	w := worldAllowing(t, graph, junk(0))
+	h := newHarness(t, w, 0)
+	h.b.Start()
+	h.settle()
+	before := h.requests(0)
+	_, err := h.getScopes("tenant0", 0, graph, junk(0))
+	wantError(t, err, broker.KindInvalidArgument, "2 different scopes in one request", "one /.default scope per request")
+	_, err = h.getScopes("tenant0", 0, broker.DefaultScope, graph)
+	wantError(t, err, broker.KindInvalidArgument, "2 different scopes")
+	if got := h.requests(0); got != before {
+		t.Errorf("%d token requests for refused scope combinations", got-before)
+	}
+	if got := broker.ScopeSets(h.b, "tenant0"); got != 1 {
+		t.Errorf("tenant0 keeps %d scope sets after refusals, want 1", got)
+	}
+	if _, err := h.getScopes("tenant0", 0, graph, graph); err != nil {
+		t.Errorf("one scope named twice: %v", err)
+	}
+}

@@ -22,7 +22,7 @@ type getFlags struct {
 func (c *cli) getCommand() *cobra.Command {
 	var f getFlags
 	cmd := &cobra.Command{
-		Use:   "get --tenant TENANT [--scope SCOPE]... [--min-valid DURATION]",
+		Use:   "get --tenant TENANT [--scope SCOPE] [--min-valid DURATION]",
 		Short: "Print an access token for a tenant",
 		Long: `Get prints an app-only access token for one tenant on stdout, followed by a
 newline, and nothing else, so that "$(brokerctl get ...)" is the token.
@@ -30,9 +30,12 @@ newline, and nothing else, so that "$(brokerctl get ...)" is the token.
 The tenant is its configured name, its tenant id (a GUID) or one of its
 configured domains. Without --scope the token is for the scopes configured
 for the tenant's app (for Defender for Endpoint,
-https://api.securitycenter.microsoft.com/.default). brokerd answers from its
-cache when the cached token has at least --min-valid left, and otherwise
-fetches a new one, within --timeout.`,
+https://api.securitycenter.microsoft.com/.default). --scope names another
+resource's /.default scope; a token is for one resource, and brokerd hands out
+only the scopes its configuration allows (apps.NAME.allowed_scopes). brokerd
+answers from its cache when the cached token has at least --min-valid left (at
+most half a token's lifetime), and otherwise fetches a new one, within
+--timeout.`,
 		Example: `  # Call the Defender for Endpoint API in tenant contoso; curl reads the
   # header from stdin, so the token does not show in the process list
   printf 'Authorization: Bearer %s\n' "$(brokerctl get --tenant contoso)" |
@@ -47,7 +50,7 @@ fetches a new one, within --timeout.`,
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&f.tenant, "tenant", "", "tenant: configured name, tenant id or domain (required)")
-	flags.StringArrayVar(&f.scopes, "scope", nil, "scope to request, e.g. https://api.securitycenter.microsoft.com/.default (repeatable; default: the app's configured scopes)")
+	flags.StringArrayVar(&f.scopes, "scope", nil, "the /.default scope of the resource to get a token for, e.g. https://graph.microsoft.com/.default (default: the app's configured scope)")
 	flags.DurationVar(&f.minValid, "min-valid", 0, "least lifetime the token must have left, e.g. 30m (default: brokerd's, 5m unless configured)")
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
