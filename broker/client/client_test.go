@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -292,5 +293,60 @@ func TestConnectionClosedAtOnce(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// A daemon whose queue of connections to accept is full (another user
+// flooding it) refuses a connect at once with EAGAIN; the client tries
+// again until the daemon catches up, instead of reporting it gone.
+func TestDialWaitsForAFullAcceptQueue(t *testing.T) {
+	path := filepath.Join(brokertest.ShortDir(t), "brokerd.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	// Fill the queue: nobody accepts yet.
+	full := false
+	for range 64 {
+		c, err := net.Dial("unix", path)
+		if errors.Is(err, syscall.EAGAIN) {
+			full = true
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if !full {
+		t.Fatal("the accept queue never filled")
+	}
+	// The daemon catches up a little later, and serves from then on.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		s := grpc.NewServer()
+		brokerv1.RegisterBrokerServiceServer(s, &brokertest.FakeBroker{})
+		_ = s.Serve(l)
+	}()
+	c, err := Dial(path)
+	if err != nil {
+		t.Fatalf("Dial with a full accept queue: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.ListTenants(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -75,8 +76,7 @@ func (v *verifier) connect(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, v.pathError(err)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", v.abs)
+	c, err := dialUnix(ctx, v.abs)
 	if err != nil {
 		return nil, v.connectError(err)
 	}
@@ -216,4 +216,24 @@ func peerUID(c net.Conn) (uint32, error) {
 		return 0, fmt.Errorf("SO_PEERCRED: %w", serr)
 	}
 	return cred.Uid, nil
+}
+
+// dialUnix connects to the socket at path. A Unix socket whose queue of
+// connections waiting to be accepted is full refuses at once (EAGAIN)
+// rather than waiting; that is a daemon busy accepting (another user may
+// be flooding it), not one that is gone, so dialUnix tries again, backing
+// off from 5 ms to 100 ms, until ctx ends.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		c, err := d.DialContext(ctx, "unix", path)
+		if !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
