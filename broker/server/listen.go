@@ -42,7 +42,13 @@ func Listen(path string, gid int) (*net.UnixListener, error) {
 		dirMode, sockMode = 0o750, 0o660
 	}
 	dir := filepath.Dir(path)
+	policy := pathtrust.Policy{Trusted: []uint32{uint32(os.Geteuid())}}
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		// Nothing is made, nor its group changed, where another user
+		// controls the way there.
+		if _, err := pathtrust.Above(existingAncestor(dir), policy); err != nil {
+			return nil, fmt.Errorf("refusing to create the socket directory %s: %w; choose another --socket", dir, err)
+		}
 		if err := os.MkdirAll(dir, dirMode); err != nil {
 			return nil, fmt.Errorf("creating the socket directory: %w", err)
 		}
@@ -50,7 +56,7 @@ func Listen(path string, gid int) (*net.UnixListener, error) {
 			return nil, err
 		}
 	}
-	if _, err := pathtrust.Dir(dir, pathtrust.Policy{Trusted: []uint32{uint32(os.Geteuid())}}); err != nil {
+	if _, err := pathtrust.Dir(dir, policy); err != nil {
 		return nil, fmt.Errorf("refusing the socket directory: %w; choose another --socket", err)
 	}
 	if err := removeStale(path); err != nil {
@@ -65,6 +71,21 @@ func Listen(path string, gid int) (*net.UnixListener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// existingAncestor is the nearest directory above dir (or dir itself)
+// that exists, as far as Lstat can tell.
+func existingAncestor(dir string) string {
+	for {
+		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		dir = parent
+	}
 }
 
 // setMode sets a path's permissions and, unless gid is OwnerOnly, its group.

@@ -116,15 +116,16 @@ func TestListenUntrustedPaths(t *testing.T) {
 	for _, tt := range []struct {
 		name, path string
 		subs       []string
+		notMade    string // a directory Listen must not have created
 	}{
 		{"other-writable ancestor", filepath.Join(open, "mine", "b.sock"),
-			[]string{"directory " + open, "mode 0777", "chmod go-w " + open}},
+			[]string{"directory " + open, "mode 0777", "chmod go-w " + open}, filepath.Join(open, "mine")},
 		{"directory of another user", filepath.Join(theirs, "b.sock"),
-			[]string{"directory " + theirs, "uid 65534 (nobody)", "chown root " + theirs}},
+			[]string{"directory " + theirs, "uid 65534 (nobody)", "chown root " + theirs}, ""},
 		{"a link another user owns", filepath.Join(link, "mine", "b.sock"),
-			[]string{"symbolic link " + link, "uid 65534 (nobody)"}},
+			[]string{"symbolic link " + link, "uid 65534 (nobody)"}, filepath.Join(sticky, "mine")},
 		{"directly in a sticky directory", filepath.Join(sticky, "b.sock"),
-			[]string{"directory " + sticky, "mode 1777", "sticky"}},
+			[]string{"directory " + sticky, "mode 1777", "sticky"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l, err := server.Listen(tt.path, server.OwnerOnly)
@@ -143,6 +144,9 @@ func TestListenUntrustedPaths(t *testing.T) {
 			}
 			if _, err := os.Lstat(tt.path); err == nil {
 				t.Errorf("a socket was created at %s", tt.path)
+			}
+			if _, err := os.Lstat(tt.notMade); tt.notMade != "" && err == nil {
+				t.Errorf("Listen created %s on a way another user controls", tt.notMade)
 			}
 		})
 	}

@@ -98,20 +98,30 @@ func (e *Error) Error() string {
 // the way, and the target itself, which must exist. It never follows a
 // link it has not checked.
 func File(path string, p Policy) (Result, error) {
-	return walk(path, p, false)
+	return walk(path, &walker{p: p})
 }
 
 // Dir checks a directory meant to hold a socket or file: the directories
 // above it, any link on the way, and the directory itself, held to the
 // rules for the directory that holds a target.
 func Dir(path string, p Policy) (Result, error) {
-	return walk(path, p, true)
+	return walk(path, &walker{p: p, dirMode: true})
+}
+
+// Above checks an existing directory that a new directory of the caller's
+// is about to be made in: as Dir, except that a shared sticky directory
+// (/tmp) passes, as it does above a target, since others can neither
+// rename nor remove what the caller makes in it. The new directory itself
+// is to be checked with Dir once it exists.
+func Above(path string, p Policy) (Result, error) {
+	return walk(path, &walker{p: p, dirMode: true, above: true})
 }
 
 // walker is the state of one check.
 type walker struct {
 	p       Policy
-	dirMode bool // the target is a directory (Dir)
+	dirMode bool // the target is a directory (Dir, Above)
+	above   bool // the target directory is only an ancestor (Above)
 	links   int
 	// rootOnly: everything visited so far is owned by root and not
 	// writable by group or others (the ProtectedOwner precondition).
@@ -119,7 +129,7 @@ type walker struct {
 	res      Result
 }
 
-func walk(path string, p Policy, dirMode bool) (Result, error) {
+func walk(path string, w *walker) (Result, error) {
 	if path == "" {
 		return Result{}, errors.New("empty path")
 	}
@@ -127,7 +137,7 @@ func walk(path string, p Policy, dirMode bool) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	w := &walker{p: p, dirMode: dirMode, rootOnly: true}
+	w.rootOnly = true
 	cur := "/"
 	todo := split(abs)
 	if err := w.checkRoot(w.holds(todo)); err != nil {
@@ -176,7 +186,7 @@ func walk(path string, p Policy, dirMode bool) (Result, error) {
 			continue
 		}
 		switch {
-		case last && !dirMode:
+		case last && !w.dirMode:
 			if err := w.checkTarget(next, fi); err != nil {
 				return Result{}, err
 			}
@@ -236,7 +246,7 @@ func (w *walker) checkDir(path string, fi fs.FileInfo, holder bool) error {
 		case !sticky:
 			return &Error{Kind: "directory", Path: path, UID: uid, Mode: fi.Mode(),
 				Problem: "is writable by group or others", Fix: "chmod go-w " + path}
-		case holder:
+		case holder && !w.above:
 			return &Error{Kind: "directory", Path: path, UID: uid, Mode: fi.Mode(),
 				Problem: "is shared (sticky and writable by others), so anyone may have taken the name first",
 				Fix:     "use a directory of its own inside it (mode 0700 or 0755)"}

@@ -127,6 +127,13 @@ func TestStickyDirectories(t *testing.T) {
 	squat := tr.file("sticky/f", 0o600, 0)
 	wantRefused(t, fileErr(File(squat, rootOnly)), sticky, "directory "+sticky, "mode 1777", "sticky", "a directory of its own")
 	wantRefused(t, fileErr(Dir(sticky, rootOnly)), sticky, "sticky")
+	// A directory of one's own may be made in it, though.
+	mustPass(t)(Above(sticky, rootOnly))
+	// Above holds the rest of the way to the same rules as Dir.
+	open := tr.dir("open", 0o777, 0)
+	wantRefused(t, fileErr(Above(open, rootOnly)), open, "chmod go-w")
+	theirs := tr.dir("theirs", 0o755, nobody)
+	wantRefused(t, fileErr(Above(theirs, rootOnly)), theirs, "chown root")
 }
 
 func TestWritableDirectories(t *testing.T) {
