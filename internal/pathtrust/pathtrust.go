@@ -345,6 +345,9 @@ func LookupUID(s string) (uint32, error) {
 		return 0, errors.New("empty user")
 	}
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if n == 1<<32-1 {
+			return 0, fmt.Errorf("%s is not a uid (it means \"no uid\" to the kernel)", s)
+		}
 		return uint32(n), nil
 	}
 	u, err := user.Lookup(s)

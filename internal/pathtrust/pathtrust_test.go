@@ -296,7 +296,7 @@ func TestLookupUID(t *testing.T) {
 			t.Errorf("LookupUID(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "no-such-user-q", "-1", "4294967296"} {
+	for _, bad := range []string{"", "no-such-user-q", "-1", "4294967296", "4294967295"} {
 		if _, err := LookupUID(bad); err == nil {
 			t.Errorf("LookupUID(%q) succeeded", bad)
 		}
