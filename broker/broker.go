@@ -50,8 +50,8 @@
 // An extra scope set (any but the app's scopes) that has had no request
 // for two token lifetimes is dropped by the run loop when its next
 // acquisition falls due, instead of being acquired: under mu, it leaves
-// the tenant's map and is marked dropped. Only an entry with no current
-// flight is dropped, and no flight starts on a dropped entry: a caller
+// the tenant's map and is marked dropped. Only an entry with no flight in
+// progress is dropped, and no flight starts on a dropped entry: a caller
 // that found it before the drop may serve its cached token (still a good
 // token), but otherwise looks the set up again under mu, adding it anew.
 // The app's scopes are never dropped.

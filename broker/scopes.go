@@ -118,7 +118,7 @@ func (e *entry) lifetime() time.Duration {
 // entries and the queue, and its counters go to the tenant's. A caller
 // that still holds it may serve its token but looks the set up again
 // before starting an acquisition (waitFresh). mu is held, and e has no
-// current flight.
+// flight in progress.
 func (b *Broker) dropLocked(e *entry) {
 	t := e.t
 	b.unqueueLocked(&e.task)
