@@ -29,7 +29,7 @@ const (
 // only ways to build one, so a *Config that New receives is valid by
 // construction (the zero Config is refused by New).
 type Config struct {
-	authorityHost       string        // "https://host", no trailing slash
+	authorityHost       string        // top level: "https://host", no trailing slash
 	keystore            string        // keyring | systemd | memory
 	refreshBefore       time.Duration // > 0
 	minValid            time.Duration // > 0
@@ -47,11 +47,18 @@ type Config struct {
 type AppConfig struct {
 	Name     string
 	ClientID string   // lower-case GUID
-	Scopes   []string // validated, at least one (default DefaultScope)
+	Scopes   []string // validated, at least one (default: the cloud's Defender for Endpoint scope)
 	// AllowedScopes are the scopes callers may ask for, besides Scopes:
 	// validated /.default scopes, sorted, without duplicates (default
 	// Scopes).
 	AllowedScopes []string
+	// Cloud is the national cloud of the app's tenants: public (the
+	// default), usgov, usgovhigh or dod.
+	Cloud string
+	// AuthorityHost is the Entra ID login host the app's tenants sign in
+	// at ("https://" and a host name): the app's authority_host, else the
+	// top-level one, else its cloud's.
+	AuthorityHost string
 }
 
 // TenantConfig is one customer tenant of a Config.
@@ -63,7 +70,9 @@ type TenantConfig struct {
 	Access  *Access  // the allow lists that apply (its own, else the top level)
 }
 
-// AuthorityHost is the Entra ID login host: "https://" and a host name.
+// AuthorityHost is the top-level Entra ID login host ("https://" and a host
+// name): authority_host, or DefaultAuthorityHost when left out. Each app's
+// own, which its cloud chooses, is AppConfig.AuthorityHost.
 func (c *Config) AuthorityHost() string { return c.authorityHost }
 
 // Keystore names the credential backend: keyring, systemd or memory.

@@ -6,8 +6,9 @@ import "time"
 // decodes it. The scalars of the top level are pointers, so that a key set
 // to zero is told apart from a key left out (which gets the default).
 type document struct {
-	// AuthorityHost is the Entra ID login host, e.g.
-	// https://login.microsoftonline.com or https://login.microsoftonline.us.
+	// AuthorityHost, when set, is the Entra ID login host of every app
+	// that sets none of its own, whatever its cloud, e.g. a proxy or
+	// https://login.microsoftonline.us.
 	AuthorityHost *string `toml:"authority_host"`
 	// Keystore names the credential backend: keyring, systemd or memory.
 	Keystore *string `toml:"keystore"`
@@ -44,6 +45,13 @@ type document struct {
 type appTable struct {
 	// ClientID is the app's application (client) id, a GUID.
 	ClientID string `toml:"client_id"`
+	// Cloud is the national cloud of the app's tenants: public, usgov
+	// (GCC), usgovhigh or dod. It chooses the login host and the default
+	// scope. Pointers tell a key left out from one set to "".
+	Cloud *string `toml:"cloud"`
+	// AuthorityHost, when set, is the app's Entra ID login host, over
+	// the top-level one and the cloud's.
+	AuthorityHost *string `toml:"authority_host"`
 	// Scopes are requested when a caller names none.
 	Scopes []string `toml:"scopes"`
 	// AllowedScopes are the scopes (or resources, meaning their

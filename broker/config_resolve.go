@@ -7,9 +7,9 @@ import (
 )
 
 // setDefaults fills in the keys a document leaves out. A tenant that names
-// no app gets the only app, when there is exactly one.
+// no app gets the only app, when there is exactly one. The authority host
+// and an app's scopes depend on its cloud: resolveApp fills them in.
 func (d *document) setDefaults() {
-	setDefault(&d.AuthorityHost, DefaultAuthorityHost)
 	setDefault(&d.Keystore, DefaultKeystore)
 	setDefault(&d.RefreshBefore, duration(DefaultRefreshBefore))
 	setDefault(&d.MinValid, duration(DefaultMinValid))
@@ -19,11 +19,8 @@ func (d *document) setDefaults() {
 	setDefault(&d.MaxIdPRequests, DefaultMaxInFlight)
 	d.Limits.setDefaults()
 	onlyApp := ""
-	for name, a := range d.Apps {
+	for name := range d.Apps {
 		onlyApp = name
-		if a != nil && len(a.Scopes) == 0 {
-			a.Scopes = []string{DefaultScope}
-		}
 	}
 	for _, t := range d.Tenants {
 		if t != nil && t.App == "" && len(d.Apps) == 1 {
@@ -42,10 +39,12 @@ func setDefault[T any](p **T, v T) {
 // Config: names, GUIDs and domains are normalised to lower case where
 // Entra ID ignores case, and user and group names become ids.
 func resolve(d *document) (*Config, error) {
-	c := &Config{}
+	c := &Config{authorityHost: DefaultAuthorityHost}
 	var err error
-	if c.authorityHost, err = resolveAuthority(*d.AuthorityHost); err != nil {
-		return nil, err
+	if d.AuthorityHost != nil {
+		if c.authorityHost, err = resolveAuthority("authority_host", *d.AuthorityHost); err != nil {
+			return nil, err
+		}
 	}
 	if c.keystore, err = resolveKeystore(*d.Keystore); err != nil {
 		return nil, err
@@ -61,7 +60,7 @@ func resolve(d *document) (*Config, error) {
 	if c.access, err = d.AccessLists.resolve("", source, ids); err != nil {
 		return nil, err
 	}
-	if c.apps, err = resolveApps(d.Apps); err != nil {
+	if c.apps, err = resolveApps(d.Apps, d.AuthorityHost != nil, c.authorityHost); err != nil {
 		return nil, err
 	}
 	if c.tenants, err = resolveTenants(d, c.access, ids); err != nil {
@@ -70,10 +69,10 @@ func resolve(d *document) (*Config, error) {
 	return c, nil
 }
 
-func resolveAuthority(host string) (string, error) {
+func resolveAuthority(key, host string) (string, error) {
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", badKey("authority_host", "%q must be an https URL with no path, e.g. %q", host, DefaultAuthorityHost)
+		return "", badKey(key, "%q must be an https URL with no path, e.g. %q", host, DefaultAuthorityHost)
 	}
 	return "https://" + u.Host, nil
 }
@@ -127,14 +126,15 @@ func intIn(key string, v, max int, unit string) (int, error) {
 	return 0, badKey(key, "%d is out of range (1 to %d%s)", v, max, unit)
 }
 
-// resolveApps validates the apps, sorted by name.
-func resolveApps(apps map[string]*appTable) ([]AppConfig, error) {
+// resolveApps validates the apps, sorted by name. top is the top-level
+// authority host, which apps without their own use when explicit.
+func resolveApps(apps map[string]*appTable, explicit bool, top string) ([]AppConfig, error) {
 	if len(apps) == 0 {
 		return nil, badKey("apps", "no app is configured; add an [apps.NAME] table with client_id")
 	}
 	out := make([]AppConfig, 0, len(apps))
 	for _, name := range sortedKeys(apps) {
-		a, err := resolveApp(name, apps[name])
+		a, err := resolveApp(name, apps[name], explicit, top)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +143,7 @@ func resolveApps(apps map[string]*appTable) ([]AppConfig, error) {
 	return out, nil
 }
 
-func resolveApp(name string, a *appTable) (AppConfig, error) {
+func resolveApp(name string, a *appTable, explicit bool, top string) (AppConfig, error) {
 	key := keyPath("apps", name)
 	switch {
 	case !nameRE.MatchString(name):
@@ -154,6 +154,13 @@ func resolveApp(name string, a *appTable) (AppConfig, error) {
 		return AppConfig{}, badKey(key, "client_id is required")
 	case !IsGUID(a.ClientID):
 		return AppConfig{}, badKey(key+".client_id", "%q is not a GUID (the app's Application (client) ID)", a.ClientID)
+	}
+	ac, cl, err := resolveCloud(key, a, explicit, top)
+	if err != nil {
+		return AppConfig{}, err
+	}
+	if len(a.Scopes) == 0 {
+		a.Scopes = []string{cl.scope}
 	}
 	for _, s := range a.Scopes {
 		if err := ValidateScope(s); err != nil {
@@ -174,7 +181,43 @@ func resolveApp(name string, a *appTable) (AppConfig, error) {
 			allowed = append(allowed, scope)
 		}
 	}
-	return AppConfig{Name: name, ClientID: strings.ToLower(a.ClientID), Scopes: a.Scopes, AllowedScopes: canonicalScopes(allowed)}, nil
+	ac.Name, ac.ClientID, ac.Scopes, ac.AllowedScopes = name, strings.ToLower(a.ClientID), a.Scopes, canonicalScopes(allowed)
+	return ac, nil
+}
+
+// resolveCloud finds an app's cloud and its authority host: the app's
+// authority_host, else the top-level one when explicit, else the cloud's.
+// A login host of Microsoft's in another cloud than the one the app names
+// is an error.
+func resolveCloud(key string, a *appTable, explicit bool, top string) (AppConfig, cloud, error) {
+	name := DefaultCloud
+	if a.Cloud != nil {
+		name = *a.Cloud
+	}
+	cl, ok := cloudNamed(name)
+	if !ok {
+		return AppConfig{}, cloud{}, badKey(key+".cloud", "%q is not a cloud (use %s)", clip(name), cloudNames())
+	}
+	ac := AppConfig{Cloud: cl.name, AuthorityHost: cl.authorityHost}
+	switch {
+	case a.AuthorityHost != nil:
+		host, err := resolveAuthority(key+".authority_host", *a.AuthorityHost)
+		if err != nil {
+			return AppConfig{}, cloud{}, err
+		}
+		if a.Cloud != nil && otherCloud(cl, host) {
+			return AppConfig{}, cloud{}, badKey(key+".authority_host", "%s is the login host of another cloud than %s.cloud = %q (%s); leave it out or set it to %s",
+				host, key, cl.name, cl.authorityHost, cl.authorityHost)
+		}
+		ac.AuthorityHost = host
+	case explicit:
+		if a.Cloud != nil && otherCloud(cl, top) {
+			return AppConfig{}, cloud{}, badKey("authority_host", "%s is the login host of another cloud than %s.cloud = %q (%s); leave authority_host out (each app's cloud then chooses its host) or set %s.authority_host",
+				top, key, cl.name, cl.authorityHost, key)
+		}
+		ac.AuthorityHost = top
+	}
+	return ac, cl, nil
 }
 
 // resourceScope is s when it is a /.default scope, else the /.default
