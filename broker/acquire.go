@@ -231,10 +231,10 @@ func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Cli
 		return nil, errorf(KindFailedPrecondition, "the stored credential of app %s is unusable; brokerctl credential set --app %s", t.app.name, t.app.name)
 	}
 	opts := []confidential.Option{confidential.WithCache(noCache{}), confidential.WithHTTPClient(b.http)}
-	if !isMicrosoftLogin(b.cfg.authorityHost) {
+	if !isMicrosoftLogin(t.app.authorityHost) {
 		opts = append(opts, confidential.WithInstanceDiscovery(false))
 	}
-	c, err := confidential.New(b.cfg.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
+	c, err := confidential.New(t.app.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
 	if err != nil {
 		return nil, errorf(KindInternal, "building the MSAL client for tenant %s: %v", t.name, err)
 	}
@@ -301,7 +301,7 @@ func (b *Broker) requestToken(e *entry, client *confidential.Client) (*Token, *E
 }
 
 func (b *Broker) idpContext(t *tenant) idpContext {
-	host := b.cfg.authorityHost
+	host := t.app.authorityHost
 	return idpContext{
 		app:        t.app.name,
 		clientID:   t.app.clientID,

@@ -145,6 +145,9 @@ type app struct {
 	tenants  []*tenant
 	setting  chan struct{} // 1-buffered: one SetCredential at a time
 
+	// authorityHost ("https://host") is where its tenants sign in.
+	authorityHost string
+
 	secret       keystore.Secret // guarded by mu: zero until read from the store
 	gen          uint64          // guarded by mu: bumped whenever secret is replaced
 	load         *load           // guarded by mu: the keystore read in flight
@@ -257,6 +260,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	for _, ac := range cfg.apps {
 		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, setting: make(chan struct{}, 1),
 			allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
+		a.authorityHost = ac.AuthorityHost
 		a.task = task{index: -1, app: a}
 		b.apps[ac.Name] = a
 	}
