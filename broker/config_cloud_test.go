@@ -170,3 +170,13 @@ func TestExampleConfigCloud(t *testing.T) {
 		t.Errorf("partner in usgovhigh = %+v", a)
 	}
 }
+
+// A tenant in another cloud than its app's is told how to set clouds.
+func TestAnotherCloudRemedy(t *testing.T) {
+	e := classifyIdPError(reply(400, entraBody("invalid_request", 90038), nil), testIdP)
+	for _, want := range []string{"AADSTS90038", "app partner", `cloud = "usgov", "usgovhigh" or "dod" in [apps.NAME]`} {
+		if !strings.Contains(e.Msg, want) {
+			t.Errorf("message %q does not contain %q", e.Msg, want)
+		}
+	}
+}
