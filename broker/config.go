@@ -52,6 +52,9 @@ type AppConfig struct {
 	// validated /.default scopes, sorted, without duplicates (default
 	// Scopes).
 	AllowedScopes []string
+	// RequiredRoles are the roles every token of Scopes should carry:
+	// validated, sorted, without duplicates.
+	RequiredRoles []string
 }
 
 // TenantConfig is one customer tenant of a Config.
@@ -105,6 +108,7 @@ func (c *Config) Apps() []AppConfig {
 	for i, a := range c.apps {
 		a.Scopes = slices.Clone(a.Scopes)
 		a.AllowedScopes = slices.Clone(a.AllowedScopes)
+		a.RequiredRoles = slices.Clone(a.RequiredRoles)
 		apps[i] = a
 	}
 	return apps

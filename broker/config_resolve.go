@@ -174,7 +174,11 @@ func resolveApp(name string, a *appTable) (AppConfig, error) {
 			allowed = append(allowed, scope)
 		}
 	}
-	return AppConfig{Name: name, ClientID: strings.ToLower(a.ClientID), Scopes: a.Scopes, AllowedScopes: canonicalScopes(allowed)}, nil
+	roles, err := resolveRoles(key+".required_roles", a.RequiredRoles)
+	if err != nil {
+		return AppConfig{}, err
+	}
+	return AppConfig{Name: name, ClientID: strings.ToLower(a.ClientID), Scopes: a.Scopes, AllowedScopes: canonicalScopes(allowed), RequiredRoles: roles}, nil
 }
 
 // resourceScope is s when it is a /.default scope, else the /.default
