@@ -186,6 +186,9 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 	close(f.done)
 	b.mu.Unlock()
 	b.log.Log(context.Background(), logLevel, logMsg, logArgs...)
+	if err == nil && !f.stale && e == e.t.def {
+		b.warnMissingRoles(e.t, tok)
+	}
 }
 
 // parkLocked makes e wait for its app's credential: for the keystore read

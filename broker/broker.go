@@ -142,6 +142,7 @@ type app struct {
 	clientID string
 	scopes   []string
 	allowed  []string // sorted: allowed_scopes and scopes, the scopes callers may ask for
+	required []string // sorted: required_roles, the roles a token of scopes should carry
 	tenants  []*tenant
 	setting  chan struct{} // 1-buffered: one SetCredential at a time
 
@@ -258,7 +259,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		b.keystoreTimeout = keystore.DefaultKeyringTimeout
 	}
 	for _, ac := range cfg.apps {
-		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, setting: make(chan struct{}, 1),
+		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, required: ac.RequiredRoles, setting: make(chan struct{}, 1),
 			allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
 		a.authorityHost = ac.AuthorityHost
 		a.task = task{index: -1, app: a}

@@ -59,6 +59,9 @@ type AppConfig struct {
 	// at ("https://" and a host name): the app's authority_host, else the
 	// top-level one, else its cloud's.
 	AuthorityHost string
+	// RequiredRoles are the roles every token of Scopes should carry:
+	// validated, sorted, without duplicates.
+	RequiredRoles []string
 }
 
 // TenantConfig is one customer tenant of a Config.
@@ -114,6 +117,7 @@ func (c *Config) Apps() []AppConfig {
 	for i, a := range c.apps {
 		a.Scopes = slices.Clone(a.Scopes)
 		a.AllowedScopes = slices.Clone(a.AllowedScopes)
+		a.RequiredRoles = slices.Clone(a.RequiredRoles)
 		apps[i] = a
 	}
 	return apps

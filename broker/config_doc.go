@@ -58,6 +58,9 @@ type appTable struct {
 	// /.default scope) callers may ask for; the default is Scopes, which
 	// are always allowed.
 	AllowedScopes []string `toml:"allowed_scopes"`
+	// RequiredRoles are the application roles every token of the app's
+	// scopes should carry; the broker warns when one lacks any.
+	RequiredRoles []string `toml:"required_roles"`
 }
 
 // limitsTable is [limits]: the bounds on what one local caller can make

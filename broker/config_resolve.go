@@ -181,7 +181,12 @@ func resolveApp(name string, a *appTable, explicit bool, top string) (AppConfig,
 			allowed = append(allowed, scope)
 		}
 	}
+	roles, err := resolveRoles(key+".required_roles", a.RequiredRoles)
+	if err != nil {
+		return AppConfig{}, err
+	}
 	ac.Name, ac.ClientID, ac.Scopes, ac.AllowedScopes = name, strings.ToLower(a.ClientID), a.Scopes, canonicalScopes(allowed)
+	ac.RequiredRoles = roles
 	return ac, nil
 }
 

@@ -169,6 +169,7 @@ func (s *service) ListTenants(ctx context.Context, _ *brokerv1.ListTenantsReques
 			IdpRequests: t.IdPRequests,
 		})
 	}
+	resp.Apps = appsFor(s.b, p.Caller, resp.Tenants)
 	return resp, nil
 }
 

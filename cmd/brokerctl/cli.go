@@ -131,7 +131,8 @@ a socket directory only root could have made (the system service's
 		"also trust a brokerd run by this `UID|USER` (default $BROKERD_UID)")
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
 
-	root.AddCommand(c.getCommand(), c.credentialCommand(), c.tenantsCommand())
+	root.AddCommand(c.getCommand(), c.credentialCommand(), c.tenantsCommand(),
+		c.consentURLCommand(), c.inspectCommand())
 	return root
 }
 

@@ -28,8 +28,9 @@ type FakeBroker struct {
 	GetResp  *brokerv1.GetTokenResponse
 	GetErr   error
 	GetBlock bool
-	// Tenants answer ListTenants, unless ListErr is set.
+	// Tenants and Apps answer ListTenants, unless ListErr is set.
 	Tenants []*brokerv1.TenantStatus
+	Apps    []*brokerv1.AppStatus
 	ListErr error
 	// SetResp answers SetCredential (nil: an empty response), unless
 	// SetErr is set; SetBlock makes it wait until the caller gives up.
@@ -67,7 +68,7 @@ func (b *FakeBroker) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest
 	}, nil
 }
 
-// ListTenants answers with Tenants or ListErr.
+// ListTenants answers with Tenants and Apps, or ListErr.
 func (b *FakeBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
 	b.mu.Lock()
 	b.calls++
@@ -75,7 +76,7 @@ func (b *FakeBroker) ListTenants(context.Context, *brokerv1.ListTenantsRequest) 
 	if b.ListErr != nil {
 		return nil, b.ListErr
 	}
-	return &brokerv1.ListTenantsResponse{Tenants: b.Tenants}, nil
+	return &brokerv1.ListTenantsResponse{Tenants: b.Tenants, Apps: b.Apps}, nil
 }
 
 // SetCredential records req and answers as SetResp, SetErr and SetBlock say.

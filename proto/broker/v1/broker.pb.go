@@ -280,11 +280,15 @@ func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
 	return file_broker_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
-// ListTenantsResponse lists every configured tenant, sorted by name.
+// ListTenantsResponse lists every configured tenant, sorted by name, and
+// the apps they use.
 type ListTenantsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One entry per configured tenant.
-	Tenants       []*TenantStatus `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	Tenants []*TenantStatus `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// The apps of the tenants listed, sorted by name; brokerd's own uid and
+	// root also get the apps that have no tenant yet.
+	Apps          []*AppStatus `protobuf:"bytes,2,rep,name=apps,proto3" json:"apps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +330,89 @@ func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
 	return nil
 }
 
+func (x *ListTenantsResponse) GetApps() []*AppStatus {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+// AppStatus describes one configured Entra ID app registration, without
+// its credential.
+type AppStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The app's configured name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The app's application (client) id (GUID).
+	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The Entra ID login host its tokens are requested from, e.g.
+	// "https://login.microsoftonline.com".
+	AuthorityHost string `protobuf:"bytes,3,opt,name=authority_host,json=authorityHost,proto3" json:"authority_host,omitempty"`
+	// The application roles (permissions) every token of the app is expected
+	// to carry; brokerd warns when one lacks any.
+	RequiredRoles []string `protobuf:"bytes,4,rep,name=required_roles,json=requiredRoles,proto3" json:"required_roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppStatus) Reset() {
+	*x = AppStatus{}
+	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppStatus) ProtoMessage() {}
+
+func (x *AppStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
+func (*AppStatus) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AppStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AppStatus) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AppStatus) GetAuthorityHost() string {
+	if x != nil {
+		return x.AuthorityHost
+	}
+	return ""
+}
+
+func (x *AppStatus) GetRequiredRoles() []string {
+	if x != nil {
+		return x.RequiredRoles
+	}
+	return nil
+}
+
 // TenantStatus describes one configured tenant, without its token.
 type TenantStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +448,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_broker_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +460,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_broker_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +473,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TenantStatus) GetName() string {
@@ -479,7 +566,7 @@ type SetCredentialRequest struct {
 
 func (x *SetCredentialRequest) Reset() {
 	*x = SetCredentialRequest{}
-	mi := &file_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_broker_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +578,7 @@ func (x *SetCredentialRequest) String() string {
 func (*SetCredentialRequest) ProtoMessage() {}
 
 func (x *SetCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_broker_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +591,7 @@ func (x *SetCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialRequest.ProtoReflect.Descriptor instead.
 func (*SetCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetCredentialRequest) GetApp() string {
@@ -533,7 +620,7 @@ type SetCredentialResponse struct {
 
 func (x *SetCredentialResponse) Reset() {
 	*x = SetCredentialResponse{}
-	mi := &file_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_broker_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +632,7 @@ func (x *SetCredentialResponse) String() string {
 func (*SetCredentialResponse) ProtoMessage() {}
 
 func (x *SetCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_broker_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +645,7 @@ func (x *SetCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialResponse.ProtoReflect.Descriptor instead.
 func (*SetCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetCredentialResponse) GetVerifiedWithTenant() string {
@@ -585,9 +672,15 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
 	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06scopes\x18\x05 \x03(\tR\x06scopes\"\x14\n" +
-	"\x12ListTenantsRequest\"H\n" +
+	"\x12ListTenantsRequest\"r\n" +
 	"\x13ListTenantsResponse\x121\n" +
-	"\atenants\x18\x01 \x03(\v2\x17.broker.v1.TenantStatusR\atenants\"\x93\x03\n" +
+	"\atenants\x18\x01 \x03(\v2\x17.broker.v1.TenantStatusR\atenants\x12(\n" +
+	"\x04apps\x18\x02 \x03(\v2\x14.broker.v1.AppStatusR\x04apps\"\x8a\x01\n" +
+	"\tAppStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12%\n" +
+	"\x0eauthority_host\x18\x03 \x01(\tR\rauthorityHost\x12%\n" +
+	"\x0erequired_roles\x18\x04 \x03(\tR\rrequiredRoles\"\x93\x03\n" +
 	"\fTenantStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x10\n" +
@@ -634,37 +727,39 @@ func file_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_broker_v1_broker_proto_goTypes = []any{
 	(TenantState)(0),              // 0: broker.v1.TenantState
 	(*GetTokenRequest)(nil),       // 1: broker.v1.GetTokenRequest
 	(*GetTokenResponse)(nil),      // 2: broker.v1.GetTokenResponse
 	(*ListTenantsRequest)(nil),    // 3: broker.v1.ListTenantsRequest
 	(*ListTenantsResponse)(nil),   // 4: broker.v1.ListTenantsResponse
-	(*TenantStatus)(nil),          // 5: broker.v1.TenantStatus
-	(*SetCredentialRequest)(nil),  // 6: broker.v1.SetCredentialRequest
-	(*SetCredentialResponse)(nil), // 7: broker.v1.SetCredentialResponse
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*AppStatus)(nil),             // 5: broker.v1.AppStatus
+	(*TenantStatus)(nil),          // 6: broker.v1.TenantStatus
+	(*SetCredentialRequest)(nil),  // 7: broker.v1.SetCredentialRequest
+	(*SetCredentialResponse)(nil), // 8: broker.v1.SetCredentialResponse
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_broker_v1_broker_proto_depIdxs = []int32{
-	8, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	9, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	5, // 2: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
-	0, // 3: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
-	9, // 4: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
-	9, // 5: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
-	1, // 6: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	3, // 7: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
-	6, // 8: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
-	2, // 9: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	4, // 10: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	7, // 11: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	9,  // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	10, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 2: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
+	5,  // 3: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
+	0,  // 4: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
+	10, // 5: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 6: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
+	1,  // 7: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	3,  // 8: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
+	7,  // 9: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
+	2,  // 10: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	4,  // 11: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	8,  // 12: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_broker_proto_init() }
@@ -678,7 +773,7 @@ func file_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_broker_proto_rawDesc), len(file_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

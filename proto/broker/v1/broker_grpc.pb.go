@@ -46,8 +46,8 @@ type BrokerServiceClient interface {
 	// otherwise waits, within the call's deadline, for the one acquisition in
 	// flight for that tenant and scope set.
 	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
-	// ListTenants reports the state of every configured tenant. It never
-	// returns a token or a secret.
+	// ListTenants reports the state of every configured tenant, and the apps
+	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
 	// SetCredential stores a new client secret for a configured app, after
 	// verifying it against one of the app's tenants. It is write-only: no RPC
@@ -111,8 +111,8 @@ type BrokerServiceServer interface {
 	// otherwise waits, within the call's deadline, for the one acquisition in
 	// flight for that tenant and scope set.
 	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
-	// ListTenants reports the state of every configured tenant. It never
-	// returns a token or a secret.
+	// ListTenants reports the state of every configured tenant, and the apps
+	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
 	// SetCredential stores a new client secret for a configured app, after
 	// verifying it against one of the app's tenants. It is write-only: no RPC
