@@ -34,7 +34,7 @@ func TestUnknownBrokerMethodDenied(t *testing.T) {
 	var logs strings.Builder
 	a := &authorizer{audit: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}}})
-	err := a.stream(nil, fakeStream{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: brokerService + "WatchToken"},
+	err := a.stream(nil, fakeStream{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: brokerService + "WatchEverything"},
 		func(any, grpc.ServerStream) error { t.Error("handler ran"); return nil })
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(logs.String(), "allowed=false") {
 		t.Errorf("err = %v, log %s", err, logs.String())

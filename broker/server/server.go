@@ -9,7 +9,8 @@
 // connection carries its caller's kernel-verified uid, gid, groups and pid
 // (SO_PEERCRED, SO_PEERGROUPS) as gRPC AuthInfo; one authorizer decides and
 // audits every BrokerService call from them. No handler returns or logs a
-// secret, or a token other than the one GetToken hands its caller.
+// secret, or a token other than those GetToken and WatchToken hand their
+// caller.
 //
 // The [limits] of the configuration bound what any local user who can
 // connect can make the daemon hold: connections per uid and in total
@@ -34,6 +35,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -120,14 +122,9 @@ type service struct {
 }
 
 func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
-	var minValid time.Duration
-	if mv := req.GetMinValid(); mv != nil {
-		if err := mv.CheckValid(); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "min_valid: %v", err)
-		}
-		if minValid = mv.AsDuration(); minValid <= 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "min_valid must be positive, got %s", minValid)
-		}
+	minValid, err := minValidOf(req.GetMinValid())
+	if err != nil {
+		return nil, err
 	}
 	tok, err := s.b.GetToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid})
 	if err != nil {
@@ -135,6 +132,21 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	}
 	// Built once per token, not per call; gRPC only reads it.
 	return tok.Memo(tokenResponse).(*brokerv1.GetTokenResponse), nil
+}
+
+// minValidOf is a request's min_valid; 0 when unset.
+func minValidOf(mv *durationpb.Duration) (time.Duration, error) {
+	if mv == nil {
+		return 0, nil
+	}
+	if err := mv.CheckValid(); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "min_valid: %v", err)
+	}
+	d := mv.AsDuration()
+	if d <= 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "min_valid must be positive, got %s", d)
+	}
+	return d, nil
 }
 
 func tokenResponse(tok *broker.Token) any {
