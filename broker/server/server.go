@@ -52,6 +52,10 @@ type Server struct {
 	// calls, of non-admins' ListTenants calls and of refused connections
 	// per uid; Stop and GracefulStop report what they held back.
 	denials, listings, refusals *uidLimiter
+	// stopping ends every watch when the server stops, so that a graceful
+	// stop does not wait for streams that would never end by themselves.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New returns a server with BrokerService over b, the health service
@@ -64,7 +68,10 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 	}
 	lim := b.Limits()
 	checkFileLimit(lim, log)
+	stopping, stop := context.WithCancel(context.Background())
 	s := &Server{
+		stopping: stopping,
+		stop:     stop,
 		log:      log,
 		conns:    newConnLimits(lim),
 		denials:  newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, denialSummary(log, lim.AuditDenialsPerMinute)),
@@ -79,7 +86,7 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 		grpc.ChainStreamInterceptor(az.stream),
 	)
 	gs := grpc.NewServer(opts...)
-	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b})
+	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, stopping: stopping})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(brokerv1.BrokerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -95,9 +102,11 @@ func (s *Server) Serve(l net.Listener) error {
 	return s.gs.Serve(&peerListener{Listener: l, log: s.log, conns: s.conns, refusals: s.refusals})
 }
 
-// GracefulStop stops accepting, waits for calls in progress, and logs the
-// denials and refusals the rate limits held back.
+// GracefulStop stops accepting, ends every watch (UNAVAILABLE), waits for
+// the other calls in progress, and logs the denials and refusals the rate
+// limits held back.
 func (s *Server) GracefulStop() {
+	s.stop()
 	s.gs.GracefulStop()
 	s.flush()
 }
@@ -105,6 +114,7 @@ func (s *Server) GracefulStop() {
 // Stop closes every connection at once, and logs the denials and refusals
 // the rate limits held back.
 func (s *Server) Stop() {
+	s.stop()
 	s.gs.Stop()
 	s.flush()
 }
@@ -118,7 +128,8 @@ func (s *Server) flush() {
 // service implements brokerv1.BrokerServiceServer over the core.
 type service struct {
 	brokerv1.UnimplementedBrokerServiceServer
-	b *broker.Broker
+	b        *broker.Broker
+	stopping context.Context // done once the server stops
 }
 
 func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {

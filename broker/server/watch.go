@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -20,7 +21,9 @@ func (s *service) WatchToken(req *brokerv1.WatchTokenRequest, stream grpc.Server
 	if err != nil {
 		return err
 	}
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
 	err = s.b.WatchToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid},
 		func(tok *broker.Token, werr *broker.Error) error {
 			if tok != nil {
@@ -32,6 +35,9 @@ func (s *service) WatchToken(req *brokerv1.WatchTokenRequest, stream grpc.Server
 				Error: &brokerv1.WatchTokenError{Code: int32(st.Code()), Message: st.Message()}}})
 		})
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if s.stopping.Err() != nil && stream.Context().Err() == nil {
+			return status.Error(codes.Unavailable, "brokerd is shutting down; watch again once it is back")
+		}
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	if _, ok := status.FromError(err); ok {

@@ -204,3 +204,25 @@ func TestWatchTokenRefusals(t *testing.T) {
 		t.Error("a refused tenant name reached the log")
 	}
 }
+
+// A graceful stop ends every watch with UNAVAILABLE instead of waiting for
+// streams that never end by themselves.
+func TestWatchTokenEndsOnGracefulStop(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackConfig{tenants: 1})
+	st, err := s.c.WatchToken(ctx(t), "tenant0", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvToken(t, st)
+	stopped := make(chan struct{})
+	go func() { s.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GracefulStop waits for the watch")
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "shutting down") {
+		t.Errorf("Recv after the stop: %v, want UNAVAILABLE, shutting down", err)
+	}
+}
