@@ -66,6 +66,9 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 				b.mu.Unlock()
 				return aerr
 			}
+			if e.tok.Load() == nil && e.flight == nil && !b.closed {
+				b.startFlightLocked(e, false) // as a caller's waitFresh would
+			}
 		}
 		tok, fl := e.tok.Load(), e.currentFailure()
 		if first && firstErr {

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,39 @@ func TestWatchStartsWithErrorAndRefusesWhatGetTokenRefuses(t *testing.T) {
 		w := h.watch(tt.req)
 		wantError(t, w.end(), tt.kind)
 	}
+}
+
+// A watched extra scope set counts as used: it is refreshed, and each of
+// its tokens sent, for as long as it is watched, never dropped as unused.
+func TestWatchKeepsItsScopeSet(t *testing.T) {
+	t.Parallel()
+	w := worldAllowing(t, graph)
+	h := newHarness(t, w, 0) // tokens last an hour; unused sets go after two
+	h.b.Start()
+	h.settle()
+	wt := h.watch(broker.TokenRequest{Tenant: "tenant0", Scopes: []string{graph}})
+	prev := wt.nextToken()
+	issued := issuedFor(t, w.IdP, graph)
+	for end := h.clk.Now().Add(5 * time.Hour); h.clk.Now().Before(end); {
+		h.advance(15 * time.Minute)
+		if n := issuedFor(t, w.IdP, graph); n > issued {
+			issued = n
+			tok := wt.nextToken()
+			if tok.Scopes[0] != graph || !tok.ExpiresAt.After(prev.ExpiresAt) {
+				t.Fatalf("token for %v expiring %v after %v", tok.Scopes, tok.ExpiresAt, prev.ExpiresAt)
+			}
+			prev = tok
+		}
+	}
+	if issued < 6 {
+		t.Errorf("%d tokens for the watched set in 5 hours, want one at first and a refresh each hour or so", issued)
+	}
+	if strings.Contains(h.logs.String(), "unused scope set dropped") {
+		t.Error("the watched scope set was dropped as unused")
+	}
+	if got := broker.ScopeSets(h.b, "tenant0"); got != 2 {
+		t.Errorf("tenant0 keeps %d scope sets, want 2", got)
+	}
+	wt.cancel()
+	wt.end()
 }
