@@ -11,6 +11,8 @@ import (
 //
 //   - first with the current token, as GetToken would return it (waiting
 //     for an acquisition if need be), or with its error;
+//   - then, if the last acquisition failed (the tenant is degraded), with
+//     its error;
 //   - then with each new token as soon as the broker holds it;
 //   - and with the error of each failed acquisition (the tenant degrades
 //     or fails); the watch goes on and sends the next token when there
@@ -34,8 +36,7 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	}
 	var sent *Token       // the last token sent
 	var reported *failure // the last failure sent, nil after a token
-	first := true         // the first event has just been sent
-	firstErr := false     // and it was an error
+	firstErr := false     // the first event was an error
 	// The first event: what GetToken would answer.
 	tok, gerr := b.getFrom(ctx, e, minValid)
 	if ctx.Err() != nil {
@@ -71,12 +72,11 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 			}
 		}
 		tok, fl := e.tok.Load(), e.currentFailure()
-		if first && firstErr {
+		if firstErr {
 			// The first event was this failure (or a refusal of the
 			// caller's min_valid): it is not reported twice.
-			reported = fl
+			reported, firstErr = fl, false
 		}
-		first = false
 		changed := e.changedLocked()
 		b.mu.Unlock()
 

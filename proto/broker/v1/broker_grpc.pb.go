@@ -48,7 +48,8 @@ type BrokerServiceClient interface {
 	// flight for that tenant and scope set.
 	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
 	// WatchToken follows one tenant's token: it sends the current token at
-	// once (as GetToken would return it), then each new token as soon as the
+	// once (as GetToken would return it; when GetToken would fail for want of
+	// a token, that error as an event), then each new token as soon as the
 	// broker has it, and an error event whenever an acquisition fails (the
 	// tenant degrades or fails). The stream goes on after an error event and
 	// sends the next token when there is one; it ends when the caller cancels
@@ -141,7 +142,8 @@ type BrokerServiceServer interface {
 	// flight for that tenant and scope set.
 	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
 	// WatchToken follows one tenant's token: it sends the current token at
-	// once (as GetToken would return it), then each new token as soon as the
+	// once (as GetToken would return it; when GetToken would fail for want of
+	// a token, that error as an event), then each new token as soon as the
 	// broker has it, and an error event whenever an acquisition fails (the
 	// tenant degrades or fails). The stream goes on after an error event and
 	// sends the next token when there is one; it ends when the caller cancels
