@@ -85,3 +85,14 @@ func TestGetHelpShowsHeaderForm(t *testing.T) {
 		t.Error("get --help still builds the header with printf")
 	}
 }
+
+// --timeout bounds the wait for a watch's first line: a brokerd that sends
+// nothing is reported like a GetToken that times out.
+func TestGetWatchFirstLineTimeout(t *testing.T) {
+	sock := brokertest.Serve(t, &brokertest.FakeBroker{WatchBlock: true})
+	r := runCLI(t, "", "--socket", sock, "--timeout", "300ms", "get", "--tenant", "contoso", "--watch")
+	if r.code != exitUnavailable || r.stdout != "" ||
+		r.stderr != "brokerctl: DeadlineExceeded: brokerd sent no token within --timeout 300ms (raise --timeout; `brokerctl tenants` shows each tenant's state)\n" {
+		t.Errorf("get --watch = %+v", r)
+	}
+}
