@@ -183,6 +183,9 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 		logMsg = "token acquired"
 		logArgs = []any{"tenant", e.t.name, "scopes", e.scopes, "expires_in", tok.ExpiresAt.Sub(now).Round(time.Second), "refresh_at", at}
 	}
+	if !f.stale {
+		e.notifyLocked()
+	}
 	close(f.done)
 	b.mu.Unlock()
 	b.log.Log(context.Background(), logLevel, logMsg, logArgs...)
@@ -203,6 +206,7 @@ func (b *Broker) parkLocked(e *entry, err *Error) {
 	}
 	if err != nil {
 		e.failure = &failure{err: err, retryAt: a.retryAt, gen: a.gen}
+		e.notifyLocked()
 	}
 	b.unqueueLocked(&e.task)
 }

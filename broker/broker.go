@@ -56,6 +56,15 @@
 // token), but otherwise looks the set up again under mu, adding it anew.
 // The app's scopes are never dropped.
 //
+// A watcher (WatchToken) is told of an entry's changes by a broadcast:
+// the entry's changed channel, guarded by mu, is closed and forgotten
+// under mu whenever its token or its failure is replaced, or it is
+// dropped. A watcher takes the channel under mu together with the token
+// and failure it reads, so no change falls between the two, and waits on
+// it and sends to its caller without mu. The broker keeps no list of
+// watchers and starts no goroutine for them: a watcher that goes away
+// leaves at most a channel nobody will wait on.
+//
 // Every goroutine the broker starts is counted in Broker.wg. Close cancels
 // the broker's context, which ends keystore reads, slot waits and requests
 // to Entra ID, and waits for all of them: after Close returns, no goroutine
@@ -197,6 +206,9 @@ type entry struct {
 	failures int      // guarded by mu: consecutive failures
 	parked   bool     // guarded by mu: waits for its app's credential, not for a time
 	task     task     // guarded by mu: the next scheduled acquisition
+	// changed is closed at the entry's next change (token, failure, drop)
+	// for its watchers; nil while nobody waits for one.
+	changed chan struct{} // guarded by mu
 }
 
 // failure is the last failed acquisition of an entry. Callers get it until
@@ -374,42 +386,12 @@ type TokenRequest struct {
 // is not replaced for a MinValid it cannot meet (UNAVAILABLE, with the
 // time to retry). None of these refusals keeps or sends anything.
 func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error) {
-	if err := b.cfg.limits.CheckTokenRequest(req); err != nil {
-		return nil, err
-	}
-	t, err := b.resolve(req.Tenant)
+	e, minValid, err := b.lookupEntry(req)
 	if err != nil {
 		return nil, err
 	}
-	minValid := req.MinValid
-	switch {
-	case minValid == 0:
-		minValid = b.cfg.minValid
-	case minValid < 0 || minValid > 24*time.Hour:
-		return nil, errorf(KindInvalidArgument, "min_valid %s is out of range (0 to 24h)", minValid)
-	}
-	e := t.def
-	var scopes []string // an extra scope set, canonical
-	if len(req.Scopes) > 0 && !slices.Equal(req.Scopes, t.app.scopes) {
-		var serr *Error
-		if scopes, serr = allowScopes(t, req.Scopes); serr != nil {
-			return nil, serr
-		}
-		e = t.entry(scopes) // nil until the set is kept
-	}
-	if req.MinValid > 0 {
-		if merr := checkMinValid(t, e, minValid); merr != nil {
-			return nil, merr
-		}
-	}
-	if e == nil {
-		var aerr *Error
-		if e, aerr = b.addEntry(t, scopes); aerr != nil {
-			return nil, aerr
-		}
-	}
 	now := b.clock.Now()
-	if e != t.def {
+	if e != e.t.def {
 		e.lastUse.Store(now.UnixNano())
 	}
 	tok := e.tok.Load()
@@ -419,6 +401,46 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	}
 	e.misses.Add(1)
 	return b.waitFresh(ctx, e, minValid)
+}
+
+// lookupEntry checks a request as GetToken describes and returns the entry
+// it is for, kept from now on, and the least lifetime its token must have.
+func (b *Broker) lookupEntry(req TokenRequest) (*entry, time.Duration, error) {
+	if err := b.cfg.limits.CheckTokenRequest(req); err != nil {
+		return nil, 0, err
+	}
+	t, err := b.resolve(req.Tenant)
+	if err != nil {
+		return nil, 0, err
+	}
+	minValid := req.MinValid
+	switch {
+	case minValid == 0:
+		minValid = b.cfg.minValid
+	case minValid < 0 || minValid > 24*time.Hour:
+		return nil, 0, errorf(KindInvalidArgument, "min_valid %s is out of range (0 to 24h)", minValid)
+	}
+	e := t.def
+	var scopes []string // an extra scope set, canonical
+	if len(req.Scopes) > 0 && !slices.Equal(req.Scopes, t.app.scopes) {
+		var serr *Error
+		if scopes, serr = allowScopes(t, req.Scopes); serr != nil {
+			return nil, 0, serr
+		}
+		e = t.entry(scopes) // nil until the set is kept
+	}
+	if req.MinValid > 0 {
+		if merr := checkMinValid(t, e, minValid); merr != nil {
+			return nil, 0, merr
+		}
+	}
+	if e == nil {
+		var aerr *Error
+		if e, aerr = b.addEntry(t, scopes); aerr != nil {
+			return nil, 0, aerr
+		}
+	}
+	return e, minValid, nil
 }
 
 func errMinValid(e *entry, minValid, left time.Duration) *Error {

@@ -178,6 +178,7 @@ func (b *Broker) refreshParkedLocked(a *app) {
 		for _, e := range *t.entries.Load() {
 			if e.parked {
 				e.failure = &failure{err: a.loadErr, retryAt: a.retryAt, gen: a.gen}
+				e.notifyLocked()
 			}
 		}
 	}

@@ -123,6 +123,7 @@ func (b *Broker) dropLocked(e *entry) {
 	t := e.t
 	b.unqueueLocked(&e.task)
 	e.dropped, e.parked = true, false
+	e.notifyLocked()
 	t.droppedHits += e.hits.Load()
 	t.droppedMisses += e.misses.Load()
 	t.droppedIdPRequests += e.idpRequests.Load()

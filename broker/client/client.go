@@ -126,7 +126,8 @@ func Dial(path string, opts ...Option) (*Client, error) {
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(v.dial),
-		grpc.WithChainUnaryInterceptor(v.intercept))
+		grpc.WithChainUnaryInterceptor(v.intercept),
+		grpc.WithChainStreamInterceptor(v.interceptStream))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "brokerd socket %s: %v", path, err)
 	}

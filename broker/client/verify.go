@@ -120,7 +120,17 @@ func (v *verifier) dial(ctx context.Context, _ string) (net.Conn, error) {
 // closed during the HTTP/2 handshake into a message that says why it may
 // have (brokerd closes a connection over its uid's cap as it accepts it).
 func (v *verifier) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
+	return v.explain(invoker(ctx, method, req, reply, cc, opts...))
+}
+
+// interceptStream is intercept for the start of a stream.
+func (v *verifier) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	return s, v.explain(err)
+}
+
+// explain is intercept's translation of a call's error.
+func (v *verifier) explain(err error) error {
 	if status.Code(err) != codes.Unavailable {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -19,7 +20,7 @@ import (
 // authorizer is the one place that decides who may call what, from the
 // caller's kernel-verified identity, and writes the audit log.
 //
-//   - GetToken: first the request's size and form (Limits.CheckTokenRequest:
+//   - GetToken and WatchToken: first the request's size and form (Limits.CheckTokenRequest:
 //     INVALID_ARGUMENT, before anything is logged or looked up), then the
 //     tenant's allow lists (broker.Authorize). A decision is audited once
 //     per connection and tenant, since the caller cannot change. A caller
@@ -33,6 +34,9 @@ import (
 //     denials: a caller on no list cannot flood the log by reconnecting.
 //   - grpc.health.v1 and reflection: anyone; they carry no tenant data.
 //   - Any other BrokerService method, unary or stream: denied (fail closed).
+//
+// A stream (WatchToken) is authorized on its request, the first message
+// its handler reads; nothing is sent on it before that.
 //
 // Denials are audited at most limits.audit_denials_per_minute times per uid
 // and minute; the rest are counted in one line per uid and minute, "N more
@@ -80,12 +84,64 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	return handler(ctx, req)
 }
 
+// stream authorizes a stream on its first message, the request: the
+// handler reads it before anything else, and gets the denial instead of
+// it. Until that message is authorized, the handler can neither send nor
+// read another (fail closed).
 func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	if err := a.authorize(ss.Context(), info.FullMethod, nil); err != nil {
-		return err
+	if !isBrokerService(info.FullMethod) {
+		return handler(srv, ss) // health, reflection
+	}
+	if !streamsByRequest[info.FullMethod] {
+		return a.authorize(ss.Context(), info.FullMethod, nil) // no policy: denied
 	}
 	defer a.recoverPanic(info.FullMethod, &err)
-	return handler(srv, ss)
+	return handler(srv, &authorizedStream{ServerStream: ss, a: a, method: info.FullMethod})
+}
+
+// streamsByRequest are the BrokerService streams authorized on their
+// request; any other stream is denied before its handler runs.
+var streamsByRequest = map[string]bool{brokerv1.BrokerService_WatchToken_FullMethodName: true}
+
+// authorizedStream is a BrokerService stream whose first received message
+// is authorized as its request.
+type authorizedStream struct {
+	grpc.ServerStream
+	a          *authorizer
+	method     string
+	authorized bool
+}
+
+func (s *authorizedStream) RecvMsg(m any) error {
+	if s.authorized {
+		return status.Error(codes.InvalidArgument, "one request per stream")
+	}
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := s.a.authorize(s.Context(), s.method, m); err != nil {
+		return err
+	}
+	s.authorized = true
+	return nil
+}
+
+func (s *authorizedStream) SendMsg(m any) error {
+	if !s.authorized {
+		return status.Error(codes.PermissionDenied, "the stream's request was not authorized")
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func (s *authorizedStream) SendHeader(md metadata.MD) error {
+	if !s.authorized {
+		return status.Error(codes.PermissionDenied, "the stream's request was not authorized")
+	}
+	return s.ServerStream.SendHeader(md)
+}
+
+func isBrokerService(method string) bool {
+	return len(method) >= len(brokerService) && method[:len(brokerService)] == brokerService
 }
 
 // recoverPanic turns a handler's panic into INTERNAL instead of a crash
@@ -99,7 +155,7 @@ func (a *authorizer) recoverPanic(method string, err *error) {
 }
 
 func (a *authorizer) authorize(ctx context.Context, method string, req any) error {
-	if len(method) < len(brokerService) || method[:len(brokerService)] != brokerService {
+	if !isBrokerService(method) {
 		return nil // health, reflection
 	}
 	p := peerOf(ctx)
@@ -108,9 +164,10 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 	}
 	rpc := path.Base(method)
 	switch r := req.(type) {
-	case *brokerv1.GetTokenRequest:
-		asked := r.GetTenant()
-		if err := a.limits.CheckTokenRequest(broker.TokenRequest{Tenant: asked, Scopes: r.GetScopes()}); err != nil {
+	case *brokerv1.GetTokenRequest, *brokerv1.WatchTokenRequest:
+		tr := r.(tokenRequest)
+		asked := tr.GetTenant()
+		if err := a.limits.CheckTokenRequest(broker.TokenRequest{Tenant: asked, Scopes: tr.GetScopes()}); err != nil {
 			// The message states the limit, never the value.
 			a.log(rpc, "", p, false, err.Msg)
 			return toStatus(err)
@@ -139,6 +196,13 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 		a.log(rpc, "", p, false, "no policy for this method")
 		return status.Errorf(codes.PermissionDenied, "uid %d may not call %s", p.Caller.UID, rpc)
 	}
+}
+
+// tokenRequest is a request for a tenant's tokens: GetToken's and
+// WatchToken's, authorized alike.
+type tokenRequest interface {
+	GetTenant() string
+	GetScopes() []string
 }
 
 func deny(allowed bool, p *Peer, tenant string) error {

@@ -9,7 +9,8 @@
 // connection carries its caller's kernel-verified uid, gid, groups and pid
 // (SO_PEERCRED, SO_PEERGROUPS) as gRPC AuthInfo; one authorizer decides and
 // audits every BrokerService call from them. No handler returns or logs a
-// secret, or a token other than the one GetToken hands its caller.
+// secret, or a token other than those GetToken and WatchToken hand their
+// caller.
 //
 // The [limits] of the configuration bound what any local user who can
 // connect can make the daemon hold: connections per uid and in total
@@ -34,6 +35,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -50,6 +52,10 @@ type Server struct {
 	// calls, of non-admins' ListTenants calls and of refused connections
 	// per uid; Stop and GracefulStop report what they held back.
 	denials, listings, refusals *uidLimiter
+	// stopping ends every watch when the server stops, so that a graceful
+	// stop does not wait for streams that would never end by themselves.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New returns a server with BrokerService over b, the health service
@@ -62,7 +68,10 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 	}
 	lim := b.Limits()
 	checkFileLimit(lim, log)
+	stopping, stop := context.WithCancel(context.Background())
 	s := &Server{
+		stopping: stopping,
+		stop:     stop,
 		log:      log,
 		conns:    newConnLimits(lim),
 		denials:  newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, denialSummary(log, lim.AuditDenialsPerMinute)),
@@ -77,7 +86,7 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 		grpc.ChainStreamInterceptor(az.stream),
 	)
 	gs := grpc.NewServer(opts...)
-	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b})
+	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, stopping: stopping})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(brokerv1.BrokerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -93,9 +102,11 @@ func (s *Server) Serve(l net.Listener) error {
 	return s.gs.Serve(&peerListener{Listener: l, log: s.log, conns: s.conns, refusals: s.refusals})
 }
 
-// GracefulStop stops accepting, waits for calls in progress, and logs the
-// denials and refusals the rate limits held back.
+// GracefulStop stops accepting, ends every watch (UNAVAILABLE), waits for
+// the other calls in progress, and logs the denials and refusals the rate
+// limits held back.
 func (s *Server) GracefulStop() {
+	s.stop()
 	s.gs.GracefulStop()
 	s.flush()
 }
@@ -103,6 +114,7 @@ func (s *Server) GracefulStop() {
 // Stop closes every connection at once, and logs the denials and refusals
 // the rate limits held back.
 func (s *Server) Stop() {
+	s.stop()
 	s.gs.Stop()
 	s.flush()
 }
@@ -116,18 +128,14 @@ func (s *Server) flush() {
 // service implements brokerv1.BrokerServiceServer over the core.
 type service struct {
 	brokerv1.UnimplementedBrokerServiceServer
-	b *broker.Broker
+	b        *broker.Broker
+	stopping context.Context // done once the server stops
 }
 
 func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
-	var minValid time.Duration
-	if mv := req.GetMinValid(); mv != nil {
-		if err := mv.CheckValid(); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "min_valid: %v", err)
-		}
-		if minValid = mv.AsDuration(); minValid <= 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "min_valid must be positive, got %s", minValid)
-		}
+	minValid, err := minValidOf(req.GetMinValid())
+	if err != nil {
+		return nil, err
 	}
 	tok, err := s.b.GetToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid})
 	if err != nil {
@@ -135,6 +143,21 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	}
 	// Built once per token, not per call; gRPC only reads it.
 	return tok.Memo(tokenResponse).(*brokerv1.GetTokenResponse), nil
+}
+
+// minValidOf is a request's min_valid; 0 when unset.
+func minValidOf(mv *durationpb.Duration) (time.Duration, error) {
+	if mv == nil {
+		return 0, nil
+	}
+	if err := mv.CheckValid(); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "min_valid: %v", err)
+	}
+	d := mv.AsDuration()
+	if d <= 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "min_valid must be positive, got %s", d)
+	}
+	return d, nil
 }
 
 func tokenResponse(tok *broker.Token) any {

@@ -81,8 +81,19 @@ func TestSecondUserDeniedByDefault(t *testing.T) {
 		}
 	}
 
+	// A watch is authorized like GetToken, and audited as WatchToken.
+	wr := s.ctlAs(nobody, s.socket, "", "get", "--tenant", "northwind", "--watch")
+	wr.wantExit(t, 4, "PermissionDenied", "uid 65534", `"northwind"`)
+	line = auditLine(t, d, wr, "WatchToken")
+	for _, want := range []string{"tenant=northwind", "uid=65534", "allowed=false"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("audit line lacks %q: %s", want, line)
+		}
+	}
+
 	// An unknown tenant is denied too: nobody learns which tenants exist.
 	s.ctlAs(nobody, s.socket, "", "get", "--tenant", "no-such-tenant").wantExit(t, 4, "uid 65534", `"no-such-tenant"`)
+	s.ctlAs(nobody, s.socket, "", "get", "--tenant", "no-such-tenant", "--watch").wantExit(t, 4, "uid 65534", `"no-such-tenant"`)
 	// The status lists nothing nobody may use.
 	tr := s.ctlAs(nobody, s.socket, "", "tenants", "--output", "json")
 	tr.wantExit(t, 0)

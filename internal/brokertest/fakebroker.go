@@ -28,6 +28,9 @@ type FakeBroker struct {
 	GetResp  *brokerv1.GetTokenResponse
 	GetErr   error
 	GetBlock bool
+	// WatchBlock makes WatchToken send nothing until the caller gives up;
+	// otherwise it is unimplemented.
+	WatchBlock bool
 	// Tenants and Apps answer ListTenants, unless ListErr is set.
 	Tenants []*brokerv1.TenantStatus
 	Apps    []*brokerv1.AppStatus
@@ -66,6 +69,16 @@ func (b *FakeBroker) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest
 		TenantId:    "11111111-2222-3333-4444-555555555555",
 		Scopes:      req.GetScopes(),
 	}, nil
+}
+
+// WatchToken sends nothing until the caller gives up, if WatchBlock says
+// so.
+func (b *FakeBroker) WatchToken(req *brokerv1.WatchTokenRequest, st grpc.ServerStreamingServer[brokerv1.WatchTokenResponse]) error {
+	if !b.WatchBlock {
+		return b.UnimplementedBrokerServiceServer.WatchToken(req, st)
+	}
+	<-st.Context().Done()
+	return status.FromContextError(st.Context().Err()).Err()
 }
 
 // ListTenants answers with Tenants and Apps, or ListErr.

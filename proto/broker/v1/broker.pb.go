@@ -243,6 +243,216 @@ func (x *GetTokenResponse) GetScopes() []string {
 	return nil
 }
 
+// WatchTokenRequest names the tenant whose token is followed; its fields
+// are those of GetTokenRequest.
+type WatchTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant: its configured name, its tenant id or one of its configured
+	// domains. Required.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The scopes, each a resource's "/.default" scope. Empty means the scopes
+	// configured for the tenant's app.
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The least lifetime the first token must have left. Unset means the
+	// broker's configured default.
+	MinValid      *durationpb.Duration `protobuf:"bytes,3,opt,name=min_valid,json=minValid,proto3" json:"min_valid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTokenRequest) Reset() {
+	*x = WatchTokenRequest{}
+	mi := &file_broker_v1_broker_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTokenRequest) ProtoMessage() {}
+
+func (x *WatchTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTokenRequest.ProtoReflect.Descriptor instead.
+func (*WatchTokenRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchTokenRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *WatchTokenRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *WatchTokenRequest) GetMinValid() *durationpb.Duration {
+	if x != nil {
+		return x.MinValid
+	}
+	return nil
+}
+
+// WatchTokenResponse is one event of a watch: a token or an error.
+type WatchTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What happened.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchTokenResponse_Token
+	//	*WatchTokenResponse_Error
+	Event         isWatchTokenResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTokenResponse) Reset() {
+	*x = WatchTokenResponse{}
+	mi := &file_broker_v1_broker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTokenResponse) ProtoMessage() {}
+
+func (x *WatchTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTokenResponse.ProtoReflect.Descriptor instead.
+func (*WatchTokenResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchTokenResponse) GetEvent() isWatchTokenResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchTokenResponse) GetToken() *GetTokenResponse {
+	if x != nil {
+		if x, ok := x.Event.(*WatchTokenResponse_Token); ok {
+			return x.Token
+		}
+	}
+	return nil
+}
+
+func (x *WatchTokenResponse) GetError() *WatchTokenError {
+	if x != nil {
+		if x, ok := x.Event.(*WatchTokenResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isWatchTokenResponse_Event interface {
+	isWatchTokenResponse_Event()
+}
+
+type WatchTokenResponse_Token struct {
+	// A token: the current one first, then each new one.
+	Token *GetTokenResponse `protobuf:"bytes,1,opt,name=token,proto3,oneof"`
+}
+
+type WatchTokenResponse_Error struct {
+	// An acquisition failed; the watch goes on.
+	Error *WatchTokenError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*WatchTokenResponse_Token) isWatchTokenResponse_Event() {}
+
+func (*WatchTokenResponse_Error) isWatchTokenResponse_Event() {}
+
+// WatchTokenError is a failed acquisition reported on a watch.
+type WatchTokenError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code GetToken would fail with (google.rpc.Code).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What is wrong and what to do, as in GetToken's errors.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTokenError) Reset() {
+	*x = WatchTokenError{}
+	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTokenError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTokenError) ProtoMessage() {}
+
+func (x *WatchTokenError) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTokenError.ProtoReflect.Descriptor instead.
+func (*WatchTokenError) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WatchTokenError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WatchTokenError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // ListTenantsRequest asks for the state of every configured tenant.
 type ListTenantsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -252,7 +462,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_broker_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +474,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_broker_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +487,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 // ListTenantsResponse lists every configured tenant, sorted by name, and
@@ -295,7 +505,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_broker_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +517,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_broker_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +530,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -357,7 +567,7 @@ type AppStatus struct {
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_broker_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +579,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_broker_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +592,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppStatus) GetName() string {
@@ -448,7 +658,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_broker_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +670,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_broker_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +683,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TenantStatus) GetName() string {
@@ -566,7 +776,7 @@ type SetCredentialRequest struct {
 
 func (x *SetCredentialRequest) Reset() {
 	*x = SetCredentialRequest{}
-	mi := &file_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_broker_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +788,7 @@ func (x *SetCredentialRequest) String() string {
 func (*SetCredentialRequest) ProtoMessage() {}
 
 func (x *SetCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_broker_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +801,7 @@ func (x *SetCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialRequest.ProtoReflect.Descriptor instead.
 func (*SetCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetCredentialRequest) GetApp() string {
@@ -620,7 +830,7 @@ type SetCredentialResponse struct {
 
 func (x *SetCredentialResponse) Reset() {
 	*x = SetCredentialResponse{}
-	mi := &file_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_broker_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +842,7 @@ func (x *SetCredentialResponse) String() string {
 func (*SetCredentialResponse) ProtoMessage() {}
 
 func (x *SetCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_broker_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +855,7 @@ func (x *SetCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialResponse.ProtoReflect.Descriptor instead.
 func (*SetCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetCredentialResponse) GetVerifiedWithTenant() string {
@@ -671,7 +881,18 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
 	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x16\n" +
-	"\x06scopes\x18\x05 \x03(\tR\x06scopes\"\x14\n" +
+	"\x06scopes\x18\x05 \x03(\tR\x06scopes\"{\n" +
+	"\x11WatchTokenRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x126\n" +
+	"\tmin_valid\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bminValid\"\x86\x01\n" +
+	"\x12WatchTokenResponse\x123\n" +
+	"\x05token\x18\x01 \x01(\v2\x1b.broker.v1.GetTokenResponseH\x00R\x05token\x122\n" +
+	"\x05error\x18\x02 \x01(\v2\x1a.broker.v1.WatchTokenErrorH\x00R\x05errorB\a\n" +
+	"\x05event\"?\n" +
+	"\x0fWatchTokenError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x14\n" +
 	"\x12ListTenantsRequest\"r\n" +
 	"\x13ListTenantsResponse\x121\n" +
 	"\atenants\x18\x01 \x03(\v2\x17.broker.v1.TenantStatusR\atenants\x12(\n" +
@@ -708,9 +929,11 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x12TENANT_STATE_READY\x10\x02\x12\x19\n" +
 	"\x15TENANT_STATE_DEGRADED\x10\x03\x12\x17\n" +
 	"\x13TENANT_STATE_FAILED\x10\x04\x12\x1e\n" +
-	"\x1aTENANT_STATE_NO_CREDENTIAL\x10\x052\xf6\x01\n" +
+	"\x1aTENANT_STATE_NO_CREDENTIAL\x10\x052\xc3\x02\n" +
 	"\rBrokerService\x12C\n" +
-	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12L\n" +
+	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12K\n" +
+	"\n" +
+	"WatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12L\n" +
 	"\vListTenants\x12\x1d.broker.v1.ListTenantsRequest\x1a\x1e.broker.v1.ListTenantsResponse\x12R\n" +
 	"\rSetCredential\x12\x1f.broker.v1.SetCredentialRequest\x1a .broker.v1.SetCredentialResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
 
@@ -727,39 +950,47 @@ func file_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_broker_v1_broker_proto_goTypes = []any{
 	(TenantState)(0),              // 0: broker.v1.TenantState
 	(*GetTokenRequest)(nil),       // 1: broker.v1.GetTokenRequest
 	(*GetTokenResponse)(nil),      // 2: broker.v1.GetTokenResponse
-	(*ListTenantsRequest)(nil),    // 3: broker.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 4: broker.v1.ListTenantsResponse
-	(*AppStatus)(nil),             // 5: broker.v1.AppStatus
-	(*TenantStatus)(nil),          // 6: broker.v1.TenantStatus
-	(*SetCredentialRequest)(nil),  // 7: broker.v1.SetCredentialRequest
-	(*SetCredentialResponse)(nil), // 8: broker.v1.SetCredentialResponse
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*WatchTokenRequest)(nil),     // 3: broker.v1.WatchTokenRequest
+	(*WatchTokenResponse)(nil),    // 4: broker.v1.WatchTokenResponse
+	(*WatchTokenError)(nil),       // 5: broker.v1.WatchTokenError
+	(*ListTenantsRequest)(nil),    // 6: broker.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 7: broker.v1.ListTenantsResponse
+	(*AppStatus)(nil),             // 8: broker.v1.AppStatus
+	(*TenantStatus)(nil),          // 9: broker.v1.TenantStatus
+	(*SetCredentialRequest)(nil),  // 10: broker.v1.SetCredentialRequest
+	(*SetCredentialResponse)(nil), // 11: broker.v1.SetCredentialResponse
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_broker_v1_broker_proto_depIdxs = []int32{
-	9,  // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	10, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
-	5,  // 3: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
-	0,  // 4: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
-	10, // 5: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 6: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
-	1,  // 7: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	3,  // 8: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
-	7,  // 9: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
-	2,  // 10: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	4,  // 11: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	8,  // 12: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	13, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	2,  // 3: broker.v1.WatchTokenResponse.token:type_name -> broker.v1.GetTokenResponse
+	5,  // 4: broker.v1.WatchTokenResponse.error:type_name -> broker.v1.WatchTokenError
+	9,  // 5: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
+	8,  // 6: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
+	0,  // 7: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
+	13, // 8: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 9: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
+	1,  // 10: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	3,  // 11: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	6,  // 12: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
+	10, // 13: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
+	2,  // 14: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	4,  // 15: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	7,  // 16: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	11, // 17: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_broker_proto_init() }
@@ -767,13 +998,17 @@ func file_broker_v1_broker_proto_init() {
 	if File_broker_v1_broker_proto != nil {
 		return
 	}
+	file_broker_v1_broker_proto_msgTypes[3].OneofWrappers = []any{
+		(*WatchTokenResponse_Token)(nil),
+		(*WatchTokenResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_broker_proto_rawDesc), len(file_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	BrokerService_GetToken_FullMethodName      = "/broker.v1.BrokerService/GetToken"
+	BrokerService_WatchToken_FullMethodName    = "/broker.v1.BrokerService/WatchToken"
 	BrokerService_ListTenants_FullMethodName   = "/broker.v1.BrokerService/ListTenants"
 	BrokerService_SetCredential_FullMethodName = "/broker.v1.BrokerService/SetCredential"
 )
@@ -46,6 +47,16 @@ type BrokerServiceClient interface {
 	// otherwise waits, within the call's deadline, for the one acquisition in
 	// flight for that tenant and scope set.
 	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
+	// WatchToken follows one tenant's token: it sends the current token at
+	// once (as GetToken would return it; when GetToken would fail for want of
+	// a token, that error as an event), then each new token as soon as the
+	// broker has it, and an error event whenever an acquisition fails (the
+	// tenant degrades or fails). The stream goes on after an error event and
+	// sends the next token when there is one; it ends when the caller cancels
+	// it, or with a status when the request itself is refused (the errors of
+	// GetToken) or brokerd shuts down. min_valid applies to the first token.
+	// It is authorized like GetToken.
+	WatchToken(ctx context.Context, in *WatchTokenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTokenResponse], error)
 	// ListTenants reports the state of every configured tenant, and the apps
 	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
@@ -72,6 +83,25 @@ func (c *brokerServiceClient) GetToken(ctx context.Context, in *GetTokenRequest,
 	}
 	return out, nil
 }
+
+func (c *brokerServiceClient) WatchToken(ctx context.Context, in *WatchTokenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTokenResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BrokerService_ServiceDesc.Streams[0], BrokerService_WatchToken_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchTokenRequest, WatchTokenResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_WatchTokenClient = grpc.ServerStreamingClient[WatchTokenResponse]
 
 func (c *brokerServiceClient) ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -111,6 +141,16 @@ type BrokerServiceServer interface {
 	// otherwise waits, within the call's deadline, for the one acquisition in
 	// flight for that tenant and scope set.
 	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
+	// WatchToken follows one tenant's token: it sends the current token at
+	// once (as GetToken would return it; when GetToken would fail for want of
+	// a token, that error as an event), then each new token as soon as the
+	// broker has it, and an error event whenever an acquisition fails (the
+	// tenant degrades or fails). The stream goes on after an error event and
+	// sends the next token when there is one; it ends when the caller cancels
+	// it, or with a status when the request itself is refused (the errors of
+	// GetToken) or brokerd shuts down. min_valid applies to the first token.
+	// It is authorized like GetToken.
+	WatchToken(*WatchTokenRequest, grpc.ServerStreamingServer[WatchTokenResponse]) error
 	// ListTenants reports the state of every configured tenant, and the apps
 	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
@@ -130,6 +170,9 @@ type UnimplementedBrokerServiceServer struct{}
 
 func (UnimplementedBrokerServiceServer) GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetToken not implemented")
+}
+func (UnimplementedBrokerServiceServer) WatchToken(*WatchTokenRequest, grpc.ServerStreamingServer[WatchTokenResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchToken not implemented")
 }
 func (UnimplementedBrokerServiceServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTenants not implemented")
@@ -175,6 +218,17 @@ func _BrokerService_GetToken_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _BrokerService_WatchToken_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchTokenRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BrokerServiceServer).WatchToken(m, &grpc.GenericServerStream[WatchTokenRequest, WatchTokenResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_WatchTokenServer = grpc.ServerStreamingServer[WatchTokenResponse]
 
 func _BrokerService_ListTenants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListTenantsRequest)
@@ -232,6 +286,12 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _BrokerService_SetCredential_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchToken",
+			Handler:       _BrokerService_WatchToken_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "broker/v1/broker.proto",
 }

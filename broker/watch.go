@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// WatchToken follows the token of req's tenant and scope set, calling send
+// from the caller's goroutine, one call at a time:
+//
+//   - first with the current token, as GetToken would return it (waiting
+//     for an acquisition if need be), or with its error;
+//   - then, if the last acquisition failed (the tenant is degraded), with
+//     its error;
+//   - then with each new token as soon as the broker holds it;
+//   - and with the error of each failed acquisition (the tenant degrades
+//     or fails); the watch goes on and sends the next token when there
+//     is one.
+//
+// Exactly one of send's arguments is non-nil. MinValid applies to the
+// first token only: later ones are the broker's fresh tokens. A watched
+// extra scope set counts as used, so it is kept while it is watched.
+//
+// WatchToken returns when ctx is done (ctx's error), when send fails
+// (send's error), when the broker closes (KindUnavailable), or at once
+// with the error of a request GetToken would refuse. It starts no
+// goroutine and holds no lock while it waits or sends.
+func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*Token, *Error) error) error {
+	e, minValid, err := b.lookupEntry(req)
+	if err != nil {
+		return err
+	}
+	if e != e.t.def {
+		e.lastUse.Store(b.clock.Now().UnixNano())
+	}
+	var sent *Token       // the last token sent
+	var reported *failure // the last failure sent, nil after a token
+	firstErr := false     // the first event was an error
+	// The first event: what GetToken would answer.
+	tok, gerr := b.getFrom(ctx, e, minValid)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var berr *Error
+	switch {
+	case gerr == nil:
+		sent = tok
+		err = send(tok, nil)
+	case errors.As(gerr, &berr) && !b.closing():
+		firstErr = true
+		err = send(nil, berr)
+	default:
+		return gerr
+	}
+	if err != nil {
+		return err
+	}
+
+	for {
+		b.mu.Lock()
+		if e.dropped {
+			// Dropped as unused before this watch marked it used: keep
+			// the set again.
+			var aerr *Error
+			if e, aerr = b.entryLocked(e.t, e.scopes); aerr != nil {
+				b.mu.Unlock()
+				return aerr
+			}
+			if e.tok.Load() == nil && e.flight == nil && !b.closed {
+				b.startFlightLocked(e, false) // as a caller's waitFresh would
+			}
+		}
+		tok, fl := e.tok.Load(), e.currentFailure()
+		if firstErr {
+			// The first event was this failure (or a refusal of the
+			// caller's min_valid): it is not reported twice.
+			reported, firstErr = fl, false
+		}
+		changed := e.changedLocked()
+		b.mu.Unlock()
+
+		switch {
+		case tok != nil && tok != sent:
+			sent, reported = tok, nil
+			err = send(tok, nil)
+		case fl != nil && fl != reported:
+			reported = fl
+			err = send(nil, fl.withRetry())
+		default:
+			err = nil
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-b.ctx.Done():
+				return errClosing()
+			case <-changed:
+			}
+			if e != e.t.def {
+				e.lastUse.Store(b.clock.Now().UnixNano())
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// getFrom is GetToken's answer from entry e.
+func (b *Broker) getFrom(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
+	now := b.clock.Now()
+	tok := e.tok.Load()
+	if tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
+		e.hits.Add(1)
+		return tok, nil
+	}
+	e.misses.Add(1)
+	return b.waitFresh(ctx, e, minValid)
+}
+
+// closing reports whether Close was called.
+func (b *Broker) closing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// changedLocked returns a channel that is closed at e's next change: a new
+// token, a new failure, or its drop. mu is held.
+func (e *entry) changedLocked() <-chan struct{} {
+	if e.changed == nil {
+		e.changed = make(chan struct{})
+	}
+	return e.changed
+}
+
+// notifyLocked tells e's watchers that it changed. mu is held.
+func (e *entry) notifyLocked() {
+	if e.changed != nil {
+		close(e.changed)
+		e.changed = nil
+	}
+}
