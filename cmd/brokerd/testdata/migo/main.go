@@ -141,7 +141,7 @@ func raw(resource string) {
 	wrong := strings.Repeat("0", len(secret))
 	cases := []struct {
 		name, method, path, query, host string
-		header                           []string
+		header                          []string
 	}{
 		{"ok", "GET", u.Path, good, "", []string{secret}},
 		{"no header", "GET", u.Path, good, "", nil},
