@@ -109,9 +109,11 @@ process group: the terminal sent them to CMD too), and brokerctl exits with
 CMD's exit status, or 128+N when a signal N killed it. A CMD that is not
 found exits 127, one that cannot be run 126, as in a shell.
 
-Tools that do not ask the managed identity for tokens (the Azure CLI's
-"az login" reads its own login cache; an SDK client given a secret or a
-certificate) are not served by exec: use "brokerctl get" for them.`,
+Programs that do not ask the managed identity for tokens are not served:
+an SDK client given a secret or a certificate, or the Azure CLI, which uses
+the login in ~/.azure ("az login --identity" on recent versions may reach
+the endpoint, but it rewrites that login and is not supported). Use
+"brokerctl get" for them.`,
 		Example: `  # A Python collector using DefaultAzureCredential, for tenant contoso
   brokerctl exec --tenant contoso -- python3 collect.py
 
@@ -191,6 +193,9 @@ func (c *cli) exec(f execFlags, args []string) error {
 		return errors.New("brokerd answered without the tenant's id")
 	}
 
+	// Each token request is one GetToken under --timeout; a request
+	// whose client hangs up still finishes that call, so the endpoint's
+	// in-flight bound holds.
 	ep, err := miendpoint.Listen(func(_ context.Context, scope string) (*brokerv1.GetTokenResponse, error) {
 		return getToken(scope)
 	}, miendpoint.Options{Scopes: scopes, Timeout: c.timeout})
