@@ -131,7 +131,7 @@ a socket directory only root could have made (the system service's
 		"also trust a brokerd run by this `UID|USER` (default $BROKERD_UID)")
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
 
-	root.AddCommand(c.getCommand(), c.credentialCommand(), c.tenantsCommand(),
+	root.AddCommand(c.getCommand(), c.execCommand(), c.credentialCommand(), c.tenantsCommand(),
 		c.consentURLCommand(), c.inspectCommand())
 	return root
 }
@@ -157,7 +157,14 @@ func (c *cli) execute(args []string) int {
 
 	var usage *usageError
 	var own *commandError
+	var exit *exitCodeError
 	switch {
+	case errors.As(err, &exit):
+		// exec: CMD's status, or why it could not run.
+		if exit.err != nil {
+			fmt.Fprintf(c.stderr, "brokerctl: %v\n", exit.err)
+		}
+		return exit.code
 	case errors.As(err, &usage):
 	case errors.As(err, &own):
 		return c.report(err)
