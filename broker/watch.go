@@ -74,14 +74,16 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		tok, fl := e.tok.Load(), e.currentFailure()
 		if firstErr {
 			// The first event was this failure (or a refusal of the
-			// caller's min_valid): it is not reported twice.
-			reported, firstErr = fl, false
+			// caller's min_valid): it is not reported twice, and the
+			// token GetToken did not hand out (expired, or short of
+			// min_valid) is not sent after it either.
+			reported, sent, firstErr = fl, tok, false
 		}
 		changed := e.changedLocked()
 		b.mu.Unlock()
 
 		switch {
-		case tok != nil && tok != sent:
+		case tok != nil && tok != sent && tok.ExpiresAt.After(b.clock.Now()):
 			sent, reported = tok, nil
 			err = send(tok, nil)
 		case fl != nil && fl != reported:

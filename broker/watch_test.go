@@ -214,3 +214,31 @@ func TestWatchKeepsItsScopeSet(t *testing.T) {
 	wt.cancel()
 	wt.end()
 }
+
+// A watch that starts on a tenant whose token has expired, while Entra ID
+// fails, sends the failure and then nothing until a new token lands: never
+// the expired token it still holds.
+func TestWatchNeverSendsAnExpiredToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	h.w.IdP.SetLifetime(10 * time.Minute)
+	h.b.Start()
+	h.settle()
+	wantState(t, h.status("tenant0"), broker.StateReady)
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
+	h.advance(15 * time.Minute)
+	wantState(t, h.status("tenant0"), broker.StateFailed)
+
+	w := h.watch(broker.TokenRequest{Tenant: "tenant0"})
+	if ev := w.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable {
+		t.Fatalf("first event %+v, want the UNAVAILABLE failure", ev)
+	}
+	h.w.IdP.SetFault(brokertest.TenantID(0), nil)
+	h.runUntil(h.status("tenant0").NextRefresh)
+	tok := w.nextToken()
+	if !tok.ExpiresAt.After(h.clk.Now()) {
+		t.Errorf("the watch sent a token that expired at %s; it is %s", tok.ExpiresAt, h.clk.Now())
+	}
+	w.cancel()
+	w.end()
+}
