@@ -155,9 +155,15 @@ func (c *cli) watch(bc *client.Client, f getFlags) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(sig)
 	defer cancel()
-	// --timeout bounds the wait for the first event only.
-	var timedOut atomic.Bool
-	first := time.AfterFunc(c.timeout, func() { timedOut.Store(true); cancel() })
+	// --timeout bounds the wait for the first event only. The timer and
+	// the first event race; whichever takes the flag first wins, so a
+	// watch that printed a token is never ended as timed out.
+	var flag atomic.Int32 // 0: waiting; 1: an event came; 2: timed out
+	first := time.AfterFunc(c.timeout, func() {
+		if flag.CompareAndSwap(0, 2) {
+			cancel()
+		}
+	})
 	defer first.Stop()
 
 	st, err := bc.WatchToken(ctx, f.tenant, f.scopes, f.minValid)
@@ -165,6 +171,9 @@ func (c *cli) watch(bc *client.Client, f getFlags) error {
 		var ev *brokerv1.WatchTokenResponse
 		if ev, err = st.Recv(); err != nil {
 			break
+		}
+		if !flag.CompareAndSwap(0, 1) && flag.Load() == 2 {
+			break // timed out just as the event came: cancel has run
 		}
 		first.Stop()
 		if e := ev.GetError(); e != nil {
@@ -176,7 +185,7 @@ func (c *cli) watch(bc *client.Client, f getFlags) error {
 	switch {
 	case sig.Err() != nil:
 		return nil // interrupted: the watch's normal end
-	case timedOut.Load():
+	case flag.Load() == 2:
 		return status.Errorf(codes.DeadlineExceeded, "brokerd sent no token within --timeout %v (raise --timeout; `brokerctl tenants` shows each tenant's state)", c.timeout)
 	}
 	return err
