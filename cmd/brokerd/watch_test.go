@@ -63,8 +63,11 @@ func TestGetWatch(t *testing.T) {
 	watch := startProc(t, childEnv(), bin("brokerctl"), "--socket", s.socket, "get", "--tenant", "northwind", "--watch", "--output", "json")
 	waitLines(t, watch, 1)
 	// The next refresh fails once (the IdP answers 503), its retry works.
+	// A refresh may land before the fault is set: wait for the failure
+	// itself, then for the line of the retry after it.
 	w.idp.SetFault(northwind, &entratest.Fault{Status: 503, Times: 1})
-	lines := waitLines(t, watch, 2)
+	brokertest.WaitFor(t, "the failed refresh on stderr", func() bool { return strings.Contains(watch.stderr.String(), "Unavailable") })
+	lines := waitLines(t, watch, len(waitLines(t, watch, 1))+1)
 	if code := watch.signal(t, syscall.SIGINT); code != 0 {
 		t.Errorf("watch exited %d after SIGINT, want 0", code)
 	}
