@@ -55,10 +55,10 @@ type TokenCredential struct {
 // TokenCredentialOptions are the options of NewTokenCredential. The zero
 // value is the default.
 type TokenCredentialOptions struct {
-	// AdditionallyAllowedTenants are the tenants (configured names, tenant
-	// ids or domains) besides the credential's own that a request's
-	// TokenRequestOptions.TenantID may name; "*" allows any tenant brokerd
-	// lets the caller use.
+	// AdditionallyAllowedTenants are the tenants besides the credential's
+	// own that a request's TokenRequestOptions.TenantID may name, matched
+	// as written: services name tenants by tenant id, so list tenant ids.
+	// "*" allows any tenant brokerd lets the caller use.
 	AdditionallyAllowedTenants []string
 	// MinValid is the least lifetime a token must have left; 0 leaves the
 	// choice to brokerd (5 minutes unless configured otherwise). azcore's

@@ -18,7 +18,8 @@
 // (compared in constant time); a missing or wrong one is 401. The Host
 // header must be exactly 127.0.0.1:PORT, so a web page that rebinds a DNS
 // name to 127.0.0.1 is refused (403). Only GET is served (405). Requests
-// are bounded in header size and time, and at most maxInFlight token
+// are bounded in header size and time, at most maxConns connections are
+// open at once (more wait to be accepted), and at most maxInFlight token
 // requests wait for the TokenFunc at once (429 beyond). The endpoint keeps
 // no token: the TokenFunc (brokerd's cache) is the cache.
 //
@@ -50,6 +51,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -72,6 +74,7 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	idleTimeout       = 30 * time.Second
 	maxInFlight       = 32
+	maxConns          = 64
 )
 
 // identitySelectors are the query parameters that ask for a user-assigned
@@ -115,6 +118,9 @@ func Listen(token TokenFunc, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on 127.0.0.1: %w", err)
 	}
+	// Anyone on the host may connect before the header is checked: bound
+	// the connections they can hold open.
+	ln = netutil.LimitListener(ln, maxConns)
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
