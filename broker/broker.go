@@ -390,17 +390,10 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	if err != nil {
 		return nil, err
 	}
-	now := b.clock.Now()
 	if e != e.t.def {
-		e.lastUse.Store(now.UnixNano())
+		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
-	tok := e.tok.Load()
-	if tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
-		e.hits.Add(1)
-		return tok, nil
-	}
-	e.misses.Add(1)
-	return b.waitFresh(ctx, e, minValid)
+	return b.getFrom(ctx, e, minValid)
 }
 
 // lookupEntry checks a request as GetToken describes and returns the entry

@@ -254,6 +254,18 @@ func (c *cli) completeFromTenants(values func(ts []*brokerv1.TenantStatus) []cob
 	}
 }
 
+// completeTenantNames completes a --tenant flag with the names of the
+// tenants brokerd serves this user, their ids as descriptions.
+func (c *cli) completeTenantNames() cobra.CompletionFunc {
+	return c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
+		var names []cobra.Completion
+		for _, t := range ts {
+			names = append(names, cobra.CompletionWithDesc(t.GetName(), t.GetTenantId()))
+		}
+		return names
+	})
+}
+
 // oneLine makes s safe for one table cell or one line of output.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")

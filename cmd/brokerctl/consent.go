@@ -56,13 +56,7 @@ when the app has none; the consent is granted either way.`,
 	flags.StringVar(&f.tenantID, "tenant-id", "", "the id or a domain of a tenant not configured yet (default: the common link)")
 	cmd.MarkFlagsMutuallyExclusive("tenant", "app")
 	cmd.MarkFlagsMutuallyExclusive("tenant", "tenant-id")
-	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
-		var names []cobra.Completion
-		for _, t := range ts {
-			names = append(names, cobra.CompletionWithDesc(t.GetName(), t.GetTenantId()))
-		}
-		return names
-	}))
+	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeTenantNames())
 	return cmd
 }
 

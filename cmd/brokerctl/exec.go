@@ -137,13 +137,7 @@ the endpoint, but it rewrites that login and is not supported). Use
 	flags.StringVar(&f.tenant, "tenant", "", "tenant: configured name, tenant id or domain (required)")
 	flags.StringArrayVar(&f.scopes, "scope", nil, "a resource or /.default scope CMD may get tokens for; repeatable (default: any brokerd allows)")
 	_ = cmd.MarkFlagRequired("tenant")
-	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
-		var names []cobra.Completion
-		for _, t := range ts {
-			names = append(names, cobra.CompletionWithDesc(t.GetName(), t.GetTenantId()))
-		}
-		return names
-	}))
+	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeTenantNames())
 	return cmd
 }
 

@@ -88,13 +88,7 @@ supervisor (systemd Restart=, a shell loop) starts it again.`,
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
 		[]cobra.Completion{outputToken, outputJSON, outputHeader}, cobra.ShellCompDirectiveNoFileComp))
-	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
-		var names []cobra.Completion
-		for _, t := range ts {
-			names = append(names, cobra.CompletionWithDesc(t.GetName(), t.GetTenantId()))
-		}
-		return names
-	}))
+	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeTenantNames())
 	return cmd
 }
 

@@ -43,13 +43,7 @@ the same, and brokerctl then exits with status 5 (a person must act).`,
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant: configured name, tenant id or domain (required)")
 	_ = cmd.MarkFlagRequired("tenant")
-	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeFromTenants(func(ts []*brokerv1.TenantStatus) []cobra.Completion {
-		var names []cobra.Completion
-		for _, t := range ts {
-			names = append(names, cobra.CompletionWithDesc(t.GetName(), t.GetTenantId()))
-		}
-		return names
-	}))
+	_ = cmd.RegisterFlagCompletionFunc("tenant", c.completeTenantNames())
 	return cmd
 }
 
