@@ -1,14 +1,12 @@
 package broker
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/jwtclaims"
 )
 
 // Token is an access token the broker holds for one tenant and scope set.
@@ -76,17 +74,9 @@ type claims struct {
 
 // parseClaims decodes the payload of a JWT access token.
 func parseClaims(token string) (*claims, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("the access token is not a JWT")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, errors.New("the access token's payload is not base64url")
-	}
 	var c claims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, errors.New("the access token's payload is not a JSON object of claims")
+	if err := jwtclaims.Decode(token, &c); err != nil {
+		return nil, fmt.Errorf("the access token %w", err)
 	}
 	return &c, nil
 }

@@ -7,10 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/tokenbroker/tokenbroker/internal/jwtclaims"
 )
 
 // accessClaims are the claims of an app-only v1.0 access token, as Entra ID issues them for the
@@ -60,17 +61,9 @@ func (s *Server) sign(c accessClaims) string {
 // Claims decodes the payload of a JWT without verifying it. JSON numbers (iat, exp, ...) come
 // back as float64, arrays (roles) as []any.
 func Claims(token string) (map[string]any, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("entratest: not a JWT: want 3 dot-separated parts")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("entratest: JWT payload is not base64url: %w", err)
-	}
 	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return nil, fmt.Errorf("entratest: JWT payload is not a JSON object: %w", err)
+	if err := jwtclaims.Decode(token, &claims); err != nil {
+		return nil, fmt.Errorf("entratest: the token %w", err)
 	}
 	return claims, nil
 }

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenbroker/tokenbroker/internal/jwtclaims"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -62,17 +60,9 @@ type tokenClaims struct {
 // decodeClaims reads the payload of a JWT access token. Its errors never
 // quote the token.
 func decodeClaims(token string) (*tokenClaims, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("brokerd's token is not a JWT")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, errors.New("brokerd's token has a payload that is not base64url")
-	}
 	var tc tokenClaims
-	if err := json.Unmarshal(payload, &tc); err != nil {
-		return nil, errors.New("brokerd's token has a payload that is not a JSON object of claims")
+	if err := jwtclaims.Decode(token, &tc); err != nil {
+		return nil, fmt.Errorf("brokerd's token %w", err)
 	}
 	return &tc, nil
 }

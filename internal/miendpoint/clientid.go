@@ -1,15 +1,15 @@
 package miendpoint
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"regexp"
 	"strings"
+
+	"github.com/tokenbroker/tokenbroker/internal/jwtclaims"
 )
 
-// maxClaimsLength bounds the JWT payload ClientID decodes; brokerd refuses
-// larger tokens anyway.
-const maxClaimsLength = 64 << 10
+// maxTokenLength bounds the JWT ClientID decodes; brokerd refuses larger
+// tokens anyway.
+const maxTokenLength = 64 << 10
 
 // guidRE matches a client id: a GUID.
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -20,19 +20,14 @@ var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // verified here: the value is only echoed as the answer's client_id, which
 // the SDKs treat as information.
 func ClientID(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > maxClaimsLength {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
+	if len(token) > maxTokenLength {
 		return ""
 	}
 	var claims struct {
 		AppID string `json:"appid"`
 		AZP   string `json:"azp"`
 	}
-	if json.Unmarshal(payload, &claims) != nil {
+	if jwtclaims.Decode(token, &claims) != nil {
 		return ""
 	}
 	for _, id := range []string{claims.AppID, claims.AZP} {
