@@ -6,7 +6,6 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Caller is who is calling, as the kernel reported it for the connection
@@ -169,10 +168,7 @@ var daemonUID = uint32(os.Getuid())
 // denied a tenant they may not use, and learns nothing about which tenants
 // exist.
 func (b *Broker) Authorize(c Caller, name string) (tenant string, allowed bool, reason string) {
-	t := b.lookup[name]
-	if t == nil {
-		t = b.lookup[strings.ToLower(name)]
-	}
+	t := b.find(name)
 	if t == nil {
 		if ok, why := adminsOnly.Allows(c); ok {
 			return "", true, "unknown tenant; " + why

@@ -441,14 +441,20 @@ func errMinValid(e *entry, minValid, left time.Duration) *Error {
 		minValid, e.t.name, left.Round(time.Second))
 }
 
+// find is the tenant named by name (its name in any case, its id or one of
+// its domains), or nil.
+func (b *Broker) find(name string) *tenant {
+	if t := b.lookup[name]; t != nil {
+		return t
+	}
+	return b.lookup[strings.ToLower(name)]
+}
+
 // resolve finds a tenant by name, id or domain; name has passed
 // CheckTokenRequest. The error of an unknown name lists configured tenants:
 // the gRPC adapter lets only admins get that far with one.
 func (b *Broker) resolve(name string) (*tenant, error) {
-	if t := b.lookup[name]; t != nil {
-		return t, nil
-	}
-	if t := b.lookup[strings.ToLower(name)]; t != nil {
+	if t := b.find(name); t != nil {
 		return t, nil
 	}
 	names := make([]string, 0, min(len(b.tenants), 20))
