@@ -122,7 +122,12 @@ the endpoint, but it rewrites that login and is not supported). Use
 
   # What the program sees
   brokerctl exec --tenant contoso -- sh -c 'echo "$IDENTITY_ENDPOINT $AZURE_TENANT_ID"'`,
-		Args:                  cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("no command to run: put it after --, e.g. brokerctl exec --tenant contoso -- python3 collect.py")
+			}
+			return nil
+		},
 		DisableFlagsInUseLine: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if err := c.exec(f, args); err != nil {
