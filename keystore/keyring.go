@@ -48,6 +48,19 @@ func NewKeyring(timeout time.Duration) Store {
 
 func (k *keyringStore) Name() string { return "keyring" }
 
+// MaxSize is what the OS keyring takes through go-keyring: the Keychain
+// takes a command line of 4096 bytes holding the value in base64, Credential
+// Manager 2560 bytes; the Secret Service has no small limit.
+func (k *keyringStore) MaxSize() int {
+	switch runtime.GOOS {
+	case "darwin":
+		return 2900
+	case "windows":
+		return 2560
+	}
+	return MaxValueSize
+}
+
 // Writable is nil: whether the keyring takes a secret is known only by
 // trying (a locked collection fails the Set).
 func (k *keyringStore) Writable(string) error { return nil }
@@ -69,7 +82,7 @@ func (k *keyringStore) Set(ctx context.Context, account string, s Secret) error 
 	if err := checkAccount(k.Name(), op, account); err != nil {
 		return err
 	}
-	if err := checkSecret(k.Name(), op, account, s); err != nil {
+	if err := checkSecret(k, op, account, s); err != nil {
 		return err
 	}
 	_, err := call(ctx, k, op, account, func() (struct{}, error) {

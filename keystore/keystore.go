@@ -67,7 +67,7 @@ import (
 	"unicode/utf8"
 )
 
-// MaxSecretSize is the largest secret, in bytes, any backend accepts.
+// MaxSecretSize is the largest client secret, in bytes, brokerd accepts.
 // Entra ID client secrets are about 40 bytes.
 const MaxSecretSize = 4096
 
@@ -89,7 +89,7 @@ var (
 	// ErrInvalidAccount means the account name is empty or unusable as a key.
 	ErrInvalidAccount = errors.New("invalid account name")
 
-	// ErrInvalidSecret means the secret is empty or larger than MaxSecretSize.
+	// ErrInvalidSecret means the value is empty, too large or unusable.
 	ErrInvalidSecret = errors.New("invalid secret")
 )
 
@@ -109,6 +109,9 @@ type Store interface {
 	// provision the secret instead. It makes no call to the backend, so a
 	// caller can check before it spends anything on a new secret.
 	Writable(account string) error
+	// MaxSize is the largest value, in bytes, Set can store (at most
+	// MaxValueSize; less in some OS keyrings).
+	MaxSize() int
 	// Name is the backend name for messages: "keyring", "memory" or "systemd".
 	Name() string
 }
@@ -167,14 +170,14 @@ func checkAccount(backend, op, account string) error {
 	return fmt.Errorf("keystore: %s %s %+q: %w: %s", backend, op, account, ErrInvalidAccount, why)
 }
 
-// checkSecret rejects empty and oversized secrets. It never includes the
-// value in the error.
-func checkSecret(backend, op, account string, s Secret) error {
+// checkSecret rejects empty values and values over the store's MaxSize. It
+// never includes the value in the error.
+func checkSecret(st Store, op, account string, s Secret) error {
 	switch n := len(s.Reveal()); {
 	case n == 0:
-		return opError(backend, op, account, fmt.Errorf("%w: secret is empty", ErrInvalidSecret))
-	case n > MaxSecretSize:
-		return opError(backend, op, account, fmt.Errorf("%w: secret is %d bytes, the limit is %d", ErrInvalidSecret, n, MaxSecretSize))
+		return opError(st.Name(), op, account, fmt.Errorf("%w: secret is empty", ErrInvalidSecret))
+	case n > st.MaxSize():
+		return opError(st.Name(), op, account, fmt.Errorf("%w: the value is %d bytes, the %s store takes at most %d", ErrInvalidSecret, n, st.Name(), st.MaxSize()))
 	}
 	return nil
 }

@@ -21,6 +21,8 @@ func (m *memoryStore) Name() string { return "memory" }
 
 func (m *memoryStore) Writable(string) error { return nil }
 
+func (m *memoryStore) MaxSize() int { return MaxValueSize }
+
 func (m *memoryStore) Get(ctx context.Context, account string) (Secret, error) {
 	if err := checkAccount(m.Name(), "get", account); err != nil {
 		return Secret{}, err
@@ -41,7 +43,7 @@ func (m *memoryStore) Set(ctx context.Context, account string, s Secret) error {
 	if err := checkAccount(m.Name(), "set", account); err != nil {
 		return err
 	}
-	if err := checkSecret(m.Name(), "set", account, s); err != nil {
+	if err := checkSecret(m, "set", account, s); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

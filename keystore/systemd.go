@@ -48,6 +48,8 @@ func NewSystemd(dir string) (Store, error) {
 
 func (s *systemdStore) Name() string { return "systemd" }
 
+func (s *systemdStore) MaxSize() int { return MaxValueSize }
+
 func (s *systemdStore) Get(ctx context.Context, account string) (Secret, error) {
 	const op = "get"
 	if err := checkAccount(s.Name(), op, account); err != nil {
@@ -74,9 +76,9 @@ func (s *systemdStore) Get(ctx context.Context, account string) (Secret, error) 
 	if !fi.Mode().IsRegular() {
 		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: %s is not a regular file", ErrInvalidSecret, path))
 	}
-	// Read at most MaxSecretSize plus a trailing "\r\n" plus one byte, to tell
+	// Read at most MaxValueSize plus a trailing "\r\n" plus one byte, to tell
 	// "too large" apart without reading an arbitrarily large file.
-	b, err := io.ReadAll(io.LimitReader(f, MaxSecretSize+3))
+	b, err := io.ReadAll(io.LimitReader(f, MaxValueSize+3))
 	if err != nil {
 		return Secret{}, opError(s.Name(), op, account, err)
 	}
@@ -89,8 +91,8 @@ func (s *systemdStore) Get(ctx context.Context, account string) (Secret, error) 
 	switch {
 	case len(b) == 0:
 		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: credential file %s is empty", ErrInvalidSecret, path))
-	case len(b) > MaxSecretSize:
-		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: credential file %s is larger than %d bytes", ErrInvalidSecret, path, MaxSecretSize))
+	case len(b) > MaxValueSize:
+		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: credential file %s is larger than %d bytes", ErrInvalidSecret, path, MaxValueSize))
 	}
 	return NewSecret(string(b)), nil
 }

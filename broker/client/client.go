@@ -197,13 +197,35 @@ func (c *Client) ListTenants(ctx context.Context) ([]*brokerv1.TenantStatus, err
 	return resp.GetTenants(), nil
 }
 
-// SetCredential stores secret as the client secret of app, the configured
-// name of an Entra ID app. brokerd first verifies the secret against one of
-// the app's tenants (named in the response) and keeps the old one if that
-// fails. The secret is not kept by the Client and never appears in its
+// SetCredential stores a new credential for req.App, the configured name of
+// an Entra ID app: a client secret or a certificate with its key. brokerd
+// first verifies it against one of the app's tenants (named in the
+// response) unless req.NoVerify is set, and keeps the old one if that
+// fails. The credential is not kept by the Client and never appears in its
 // errors.
-func (c *Client) SetCredential(ctx context.Context, app string, secret string) (*brokerv1.SetCredentialResponse, error) {
-	return c.api.SetCredential(ctx, &brokerv1.SetCredentialRequest{App: app, ClientSecret: secret})
+func (c *Client) SetCredential(ctx context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
+	return c.api.SetCredential(ctx, req)
+}
+
+// GetCredential describes the credential brokerd holds for app: its kind,
+// when it was set, a certificate's thumbprint and expiry. It never returns
+// the secret or the key.
+func (c *Client) GetCredential(ctx context.Context, app string) (*brokerv1.CredentialInfo, error) {
+	resp, err := c.api.GetCredential(ctx, &brokerv1.GetCredentialRequest{App: app})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCredential(), nil
+}
+
+// DeleteCredential removes app's credential from brokerd's keystore and
+// returns what was deleted.
+func (c *Client) DeleteCredential(ctx context.Context, app string) (*brokerv1.CredentialInfo, error) {
+	resp, err := c.api.DeleteCredential(ctx, &brokerv1.DeleteCredentialRequest{App: app})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCredential(), nil
 }
 
 // Close closes the connection to brokerd. Calls in flight fail with

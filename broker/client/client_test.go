@@ -218,7 +218,7 @@ func TestListTenants(t *testing.T) {
 func TestSetCredential(t *testing.T) {
 	b := &brokertest.FakeBroker{SetResp: &brokerv1.SetCredentialResponse{VerifiedWithTenant: "contoso"}}
 	c := dial(t, brokertest.Serve(t, b))
-	resp, err := c.SetCredential(context.Background(), "partner", "s3cr3t~value")
+	resp, err := c.SetCredential(context.Background(), secretRequest("partner", "s3cr3t~value"))
 	if err != nil {
 		t.Fatalf("SetCredential: %v", err)
 	}
@@ -349,4 +349,9 @@ func TestDialWaitsForAFullAcceptQueue(t *testing.T) {
 	if _, err := c.ListTenants(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// secretRequest asks to store secret as app's client secret.
+func secretRequest(app, secret string) *brokerv1.SetCredentialRequest {
+	return &brokerv1.SetCredentialRequest{App: app, Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: secret}}
 }

@@ -246,7 +246,7 @@ func TestReconnectVerified(t *testing.T) {
 	s.Stop()
 
 	brokertest.WaitFor(t, "a call to fail otherwise than UNAVAILABLE", func() bool {
-		_, err = c.SetCredential(context.Background(), "partner", "s3cr3t-Q~reconnect")
+		_, err = c.SetCredential(context.Background(), secretRequest("partner", "s3cr3t-Q~reconnect"))
 		return status.Code(err) != codes.Unavailable
 	})
 	wantStatus(t, err, codes.PermissionDenied, "refusing the brokerd socket "+path, "served by uid 65534 (nobody)")

@@ -20,7 +20,7 @@ func TestHandlerPanicBecomesInternal(t *testing.T) {
 	var logs strings.Builder
 	a := &authorizer{audit: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &Peer{Caller: broker.Caller{UID: 0}}})
-	_, err := a.unary(ctx, &brokerv1.SetCredentialRequest{App: "a", ClientSecret: "panic-secret-value"},
+	_, err := a.unary(ctx, &brokerv1.SetCredentialRequest{App: "a", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: "panic-secret-value"}},
 		&grpc.UnaryServerInfo{FullMethod: brokerService + "SetCredential"},
 		func(context.Context, any) (any, error) { panic("boom: panic-secret-value") })
 	if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "panic-secret-value") {

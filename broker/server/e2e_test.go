@@ -253,7 +253,7 @@ func TestSetCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = s.c.SetCredential(ctx(t), "partner", wrong)
+	_, err = s.c.SetCredential(ctx(t), &brokerv1.SetCredentialRequest{App: "partner", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: wrong}})
 	wantStatus(t, err, codes.FailedPrecondition, "AADSTS7000215", "was not stored")
 	if got, _ := s.store.Get(context.Background(), s.w.ClientID); got.Reveal() != s.w.Secret {
 		t.Error("a rejected secret replaced the stored one")
@@ -262,15 +262,15 @@ func TestSetCredential(t *testing.T) {
 		t.Errorf("GetToken after a rejected secret: %v", err)
 	}
 
-	_, err = s.c.SetCredential(ctx(t), "nosuchapp", s.w.Secret)
+	_, err = s.c.SetCredential(ctx(t), &brokerv1.SetCredentialRequest{App: "nosuchapp", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: s.w.Secret}})
 	wantStatus(t, err, codes.NotFound, `app "nosuchapp" is not configured`, "partner")
-	_, err = s.c.SetCredential(ctx(t), "partner", "")
+	_, err = s.c.SetCredential(ctx(t), &brokerv1.SetCredentialRequest{App: "partner", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: ""}})
 	wantStatus(t, err, codes.InvalidArgument, "empty")
 
 	// Rotation: Entra ID now expects a new secret; the old one stops working.
 	const rotated = "rotated-secret-Q~2222222222222222222222222"
 	s.idp.AddApp(s.w.ClientID, rotated)
-	resp, err := s.c.SetCredential(ctx(t), "partner", rotated)
+	resp, err := s.c.SetCredential(ctx(t), &brokerv1.SetCredentialRequest{App: "partner", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: rotated}})
 	if err != nil {
 		t.Fatal(err)
 	}

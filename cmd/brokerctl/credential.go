@@ -99,7 +99,7 @@ func (c *cli) setCredential(app string) error {
 
 	var resp *brokerv1.SetCredentialResponse
 	err = c.call(func(ctx context.Context) error {
-		resp, err = bc.SetCredential(ctx, app, secret)
+		resp, err = bc.SetCredential(ctx, &brokerv1.SetCredentialRequest{App: app, Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: secret}})
 		return err
 	})
 	if status.Code(err) == codes.DeadlineExceeded && !strings.Contains(status.Convert(err).Message(), "may or may not") {

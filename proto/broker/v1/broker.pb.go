@@ -94,6 +94,63 @@ func (TenantState) EnumDescriptor() ([]byte, []int) {
 	return file_broker_v1_broker_proto_rawDescGZIP(), []int{0}
 }
 
+// CredentialKind is what an app authenticates to Entra ID with.
+type CredentialKind int32
+
+const (
+	// Not set; never sent by brokerd.
+	CredentialKind_CREDENTIAL_KIND_UNSPECIFIED CredentialKind = 0
+	// A client secret.
+	CredentialKind_CREDENTIAL_KIND_SECRET CredentialKind = 1
+	// A certificate and its private key (a signed client assertion).
+	CredentialKind_CREDENTIAL_KIND_CERTIFICATE CredentialKind = 2
+	// A federated assertion read from a file (workload identity federation).
+	CredentialKind_CREDENTIAL_KIND_ASSERTION_FILE CredentialKind = 3
+)
+
+// Enum value maps for CredentialKind.
+var (
+	CredentialKind_name = map[int32]string{
+		0: "CREDENTIAL_KIND_UNSPECIFIED",
+		1: "CREDENTIAL_KIND_SECRET",
+		2: "CREDENTIAL_KIND_CERTIFICATE",
+		3: "CREDENTIAL_KIND_ASSERTION_FILE",
+	}
+	CredentialKind_value = map[string]int32{
+		"CREDENTIAL_KIND_UNSPECIFIED":    0,
+		"CREDENTIAL_KIND_SECRET":         1,
+		"CREDENTIAL_KIND_CERTIFICATE":    2,
+		"CREDENTIAL_KIND_ASSERTION_FILE": 3,
+	}
+)
+
+func (x CredentialKind) Enum() *CredentialKind {
+	p := new(CredentialKind)
+	*p = x
+	return p
+}
+
+func (x CredentialKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CredentialKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_broker_v1_broker_proto_enumTypes[1].Descriptor()
+}
+
+func (CredentialKind) Type() protoreflect.EnumType {
+	return &file_broker_v1_broker_proto_enumTypes[1]
+}
+
+func (x CredentialKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CredentialKind.Descriptor instead.
+func (CredentialKind) EnumDescriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
 // GetTokenRequest names the tenant a token is wanted for.
 type GetTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -561,6 +618,9 @@ type AppStatus struct {
 	// The application roles (permissions) every token of the app is expected
 	// to carry; brokerd warns when one lacks any.
 	RequiredRoles []string `protobuf:"bytes,4,rep,name=required_roles,json=requiredRoles,proto3" json:"required_roles,omitempty"`
+	// The credential the app's tokens are acquired with, without its value;
+	// unset when brokerd has not read it yet.
+	Credential    *CredentialInfo `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +679,13 @@ func (x *AppStatus) GetAuthorityHost() string {
 func (x *AppStatus) GetRequiredRoles() []string {
 	if x != nil {
 		return x.RequiredRoles
+	}
+	return nil
+}
+
+func (x *AppStatus) GetCredential() *CredentialInfo {
+	if x != nil {
+		return x.Credential
 	}
 	return nil
 }
@@ -763,13 +830,29 @@ func (x *TenantStatus) GetIdpRequests() uint64 {
 	return 0
 }
 
-// SetCredentialRequest carries a new client secret for one app.
+// SetCredentialRequest carries a new credential for one app.
 type SetCredentialRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The configured name of the app (e.g. "partner"). Required.
 	App string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
-	// The client secret value (not its id). Required. Never logged or returned.
-	ClientSecret  string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// The credential. Exactly one is required. Never logged or returned.
+	//
+	// Types that are valid to be assigned to Credential:
+	//
+	//	*SetCredentialRequest_ClientSecret
+	//	*SetCredentialRequest_CertificatePem
+	Credential isSetCredentialRequest_Credential `protobuf_oneof:"credential"`
+	// The tenant (configured name, id or domain) whose token request is to
+	// prove the credential valid. Empty means the first of the app's tenants
+	// that can.
+	VerifyTenant string `protobuf:"bytes,4,opt,name=verify_tenant,json=verifyTenant,proto3" json:"verify_tenant,omitempty"`
+	// Store the credential without asking Entra ID whether it is valid
+	// (offline setup).
+	NoVerify bool `protobuf:"varint,5,opt,name=no_verify,json=noVerify,proto3" json:"no_verify,omitempty"`
+	// When a client secret expires, as the app registration says; brokerd
+	// warns from 30 days before. Entra ID does not tell a client when its
+	// secret expires. Not allowed with a certificate, whose expiry is its own.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -811,21 +894,83 @@ func (x *SetCredentialRequest) GetApp() string {
 	return ""
 }
 
+func (x *SetCredentialRequest) GetCredential() isSetCredentialRequest_Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
 func (x *SetCredentialRequest) GetClientSecret() string {
 	if x != nil {
-		return x.ClientSecret
+		if x, ok := x.Credential.(*SetCredentialRequest_ClientSecret); ok {
+			return x.ClientSecret
+		}
 	}
 	return ""
 }
 
+func (x *SetCredentialRequest) GetCertificatePem() []byte {
+	if x != nil {
+		if x, ok := x.Credential.(*SetCredentialRequest_CertificatePem); ok {
+			return x.CertificatePem
+		}
+	}
+	return nil
+}
+
+func (x *SetCredentialRequest) GetVerifyTenant() string {
+	if x != nil {
+		return x.VerifyTenant
+	}
+	return ""
+}
+
+func (x *SetCredentialRequest) GetNoVerify() bool {
+	if x != nil {
+		return x.NoVerify
+	}
+	return false
+}
+
+func (x *SetCredentialRequest) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type isSetCredentialRequest_Credential interface {
+	isSetCredentialRequest_Credential()
+}
+
+type SetCredentialRequest_ClientSecret struct {
+	// A client secret value (not its id).
+	ClientSecret string `protobuf:"bytes,2,opt,name=client_secret,json=clientSecret,proto3,oneof"`
+}
+
+type SetCredentialRequest_CertificatePem struct {
+	// A certificate and its RSA private key, PEM-encoded: the certificate
+	// first (the one registered on the app), then any chain, then the key
+	// ("PRIVATE KEY", "RSA PRIVATE KEY"); unencrypted. brokerctl converts a
+	// PKCS#12 file to this form.
+	CertificatePem []byte `protobuf:"bytes,3,opt,name=certificate_pem,json=certificatePem,proto3,oneof"`
+}
+
+func (*SetCredentialRequest_ClientSecret) isSetCredentialRequest_Credential() {}
+
+func (*SetCredentialRequest_CertificatePem) isSetCredentialRequest_Credential() {}
+
 // SetCredentialResponse reports how the new credential was checked.
 type SetCredentialResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The tenant whose token request proved the secret valid; empty when the
-	// app has no tenant that could verify it.
+	// The tenant whose token request proved the credential valid; empty when
+	// it was not verified (no_verify, or the app has no tenant that could).
 	VerifiedWithTenant string `protobuf:"bytes,1,opt,name=verified_with_tenant,json=verifiedWithTenant,proto3" json:"verified_with_tenant,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The credential now stored.
+	Credential    *CredentialInfo `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetCredentialResponse) Reset() {
@@ -865,6 +1010,329 @@ func (x *SetCredentialResponse) GetVerifiedWithTenant() string {
 	return ""
 }
 
+func (x *SetCredentialResponse) GetCredential() *CredentialInfo {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+// GetCredentialRequest names an app.
+type GetCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configured name of the app. Required.
+	App           string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCredentialRequest) Reset() {
+	*x = GetCredentialRequest{}
+	mi := &file_broker_v1_broker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCredentialRequest) ProtoMessage() {}
+
+func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCredentialRequest.ProtoReflect.Descriptor instead.
+func (*GetCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetCredentialRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+// GetCredentialResponse describes an app's credential.
+type GetCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential brokerd holds for the app.
+	Credential    *CredentialInfo `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCredentialResponse) Reset() {
+	*x = GetCredentialResponse{}
+	mi := &file_broker_v1_broker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCredentialResponse) ProtoMessage() {}
+
+func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCredentialResponse.ProtoReflect.Descriptor instead.
+func (*GetCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetCredentialResponse) GetCredential() *CredentialInfo {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+// DeleteCredentialRequest names an app.
+type DeleteCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configured name of the app. Required.
+	App           string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCredentialRequest) Reset() {
+	*x = DeleteCredentialRequest{}
+	mi := &file_broker_v1_broker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCredentialRequest) ProtoMessage() {}
+
+func (x *DeleteCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCredentialRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteCredentialRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+// DeleteCredentialResponse reports a deletion.
+type DeleteCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential that was deleted.
+	Credential    *CredentialInfo `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCredentialResponse) Reset() {
+	*x = DeleteCredentialResponse{}
+	mi := &file_broker_v1_broker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCredentialResponse) ProtoMessage() {}
+
+func (x *DeleteCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCredentialResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteCredentialResponse) GetCredential() *CredentialInfo {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+// CredentialInfo describes an app's credential without its value.
+type CredentialInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configured name of the app.
+	App string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// The kind of credential.
+	Kind CredentialKind `protobuf:"varint,2,opt,name=kind,proto3,enum=broker.v1.CredentialKind" json:"kind,omitempty"`
+	// Where it is kept: "keyring", "systemd", "directory" or "memory"; empty
+	// for an assertion file.
+	Keystore string `protobuf:"bytes,3,opt,name=keystore,proto3" json:"keystore,omitempty"`
+	// When it was stored by brokerctl credential set; unset when unknown (a
+	// credential provisioned by other means).
+	SetAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=set_at,json=setAt,proto3" json:"set_at,omitempty"`
+	// When it expires: a certificate's notAfter, or the expiry given for a
+	// secret; unset when unknown.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// A certificate's SHA-1 thumbprint, upper-case hex, as the Azure portal
+	// shows it.
+	ThumbprintSha1 string `protobuf:"bytes,6,opt,name=thumbprint_sha1,json=thumbprintSha1,proto3" json:"thumbprint_sha1,omitempty"`
+	// A certificate's SHA-256 thumbprint, upper-case hex.
+	ThumbprintSha256 string `protobuf:"bytes,7,opt,name=thumbprint_sha256,json=thumbprintSha256,proto3" json:"thumbprint_sha256,omitempty"`
+	// A certificate's subject.
+	Subject string `protobuf:"bytes,8,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The assertion file of a federated app.
+	AssertionFile string `protobuf:"bytes,9,opt,name=assertion_file,json=assertionFile,proto3" json:"assertion_file,omitempty"`
+	// Whether the x5c header (the certificate chain) is sent with each
+	// assertion, for subject name and issuer authentication.
+	SendX5C       bool `protobuf:"varint,10,opt,name=send_x5c,json=sendX5c,proto3" json:"send_x5c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialInfo) Reset() {
+	*x = CredentialInfo{}
+	mi := &file_broker_v1_broker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialInfo) ProtoMessage() {}
+
+func (x *CredentialInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialInfo.ProtoReflect.Descriptor instead.
+func (*CredentialInfo) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CredentialInfo) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetKind() CredentialKind {
+	if x != nil {
+		return x.Kind
+	}
+	return CredentialKind_CREDENTIAL_KIND_UNSPECIFIED
+}
+
+func (x *CredentialInfo) GetKeystore() string {
+	if x != nil {
+		return x.Keystore
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SetAt
+	}
+	return nil
+}
+
+func (x *CredentialInfo) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *CredentialInfo) GetThumbprintSha1() string {
+	if x != nil {
+		return x.ThumbprintSha1
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetThumbprintSha256() string {
+	if x != nil {
+		return x.ThumbprintSha256
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetAssertionFile() string {
+	if x != nil {
+		return x.AssertionFile
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSendX5C() bool {
+	if x != nil {
+		return x.SendX5C
+	}
+	return false
+}
+
 var File_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_broker_v1_broker_proto_rawDesc = "" +
@@ -896,12 +1364,15 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x12ListTenantsRequest\"r\n" +
 	"\x13ListTenantsResponse\x121\n" +
 	"\atenants\x18\x01 \x03(\v2\x17.broker.v1.TenantStatusR\atenants\x12(\n" +
-	"\x04apps\x18\x02 \x03(\v2\x14.broker.v1.AppStatusR\x04apps\"\x8a\x01\n" +
+	"\x04apps\x18\x02 \x03(\v2\x14.broker.v1.AppStatusR\x04apps\"\xc5\x01\n" +
 	"\tAppStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12%\n" +
 	"\x0eauthority_host\x18\x03 \x01(\tR\rauthorityHost\x12%\n" +
-	"\x0erequired_roles\x18\x04 \x03(\tR\rrequiredRoles\"\x93\x03\n" +
+	"\x0erequired_roles\x18\x04 \x03(\tR\rrequiredRoles\x129\n" +
+	"\n" +
+	"credential\x18\x05 \x01(\v2\x19.broker.v1.CredentialInfoR\n" +
+	"credential\"\x93\x03\n" +
 	"\fTenantStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x10\n" +
@@ -917,25 +1388,67 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"cache_hits\x18\t \x01(\x04R\tcacheHits\x12!\n" +
 	"\fcache_misses\x18\n" +
 	" \x01(\x04R\vcacheMisses\x12!\n" +
-	"\fidp_requests\x18\v \x01(\x04R\vidpRequests\"M\n" +
+	"\fidp_requests\x18\v \x01(\x04R\vidpRequests\"\x85\x02\n" +
 	"\x14SetCredentialRequest\x12\x10\n" +
-	"\x03app\x18\x01 \x01(\tR\x03app\x12#\n" +
-	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"I\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12%\n" +
+	"\rclient_secret\x18\x02 \x01(\tH\x00R\fclientSecret\x12)\n" +
+	"\x0fcertificate_pem\x18\x03 \x01(\fH\x00R\x0ecertificatePem\x12#\n" +
+	"\rverify_tenant\x18\x04 \x01(\tR\fverifyTenant\x12\x1b\n" +
+	"\tno_verify\x18\x05 \x01(\bR\bnoVerify\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB\f\n" +
+	"\n" +
+	"credential\"\x84\x01\n" +
 	"\x15SetCredentialResponse\x120\n" +
-	"\x14verified_with_tenant\x18\x01 \x01(\tR\x12verifiedWithTenant*\xb1\x01\n" +
+	"\x14verified_with_tenant\x18\x01 \x01(\tR\x12verifiedWithTenant\x129\n" +
+	"\n" +
+	"credential\x18\x02 \x01(\v2\x19.broker.v1.CredentialInfoR\n" +
+	"credential\"(\n" +
+	"\x14GetCredentialRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"R\n" +
+	"\x15GetCredentialResponse\x129\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x19.broker.v1.CredentialInfoR\n" +
+	"credential\"+\n" +
+	"\x17DeleteCredentialRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"U\n" +
+	"\x18DeleteCredentialResponse\x129\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x19.broker.v1.CredentialInfoR\n" +
+	"credential\"\x8d\x03\n" +
+	"\x0eCredentialInfo\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.broker.v1.CredentialKindR\x04kind\x12\x1a\n" +
+	"\bkeystore\x18\x03 \x01(\tR\bkeystore\x121\n" +
+	"\x06set_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05setAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12'\n" +
+	"\x0fthumbprint_sha1\x18\x06 \x01(\tR\x0ethumbprintSha1\x12+\n" +
+	"\x11thumbprint_sha256\x18\a \x01(\tR\x10thumbprintSha256\x12\x18\n" +
+	"\asubject\x18\b \x01(\tR\asubject\x12%\n" +
+	"\x0eassertion_file\x18\t \x01(\tR\rassertionFile\x12\x19\n" +
+	"\bsend_x5c\x18\n" +
+	" \x01(\bR\asendX5c*\xb1\x01\n" +
 	"\vTenantState\x12\x1c\n" +
 	"\x18TENANT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATE_PENDING\x10\x01\x12\x16\n" +
 	"\x12TENANT_STATE_READY\x10\x02\x12\x19\n" +
 	"\x15TENANT_STATE_DEGRADED\x10\x03\x12\x17\n" +
 	"\x13TENANT_STATE_FAILED\x10\x04\x12\x1e\n" +
-	"\x1aTENANT_STATE_NO_CREDENTIAL\x10\x052\xc3\x02\n" +
+	"\x1aTENANT_STATE_NO_CREDENTIAL\x10\x05*\x92\x01\n" +
+	"\x0eCredentialKind\x12\x1f\n" +
+	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16CREDENTIAL_KIND_SECRET\x10\x01\x12\x1f\n" +
+	"\x1bCREDENTIAL_KIND_CERTIFICATE\x10\x02\x12\"\n" +
+	"\x1eCREDENTIAL_KIND_ASSERTION_FILE\x10\x032\xf4\x03\n" +
 	"\rBrokerService\x12C\n" +
 	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12K\n" +
 	"\n" +
 	"WatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12L\n" +
 	"\vListTenants\x12\x1d.broker.v1.ListTenantsRequest\x1a\x1e.broker.v1.ListTenantsResponse\x12R\n" +
-	"\rSetCredential\x12\x1f.broker.v1.SetCredentialRequest\x1a .broker.v1.SetCredentialResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
+	"\rSetCredential\x12\x1f.broker.v1.SetCredentialRequest\x1a .broker.v1.SetCredentialResponse\x12R\n" +
+	"\rGetCredential\x12\x1f.broker.v1.GetCredentialRequest\x1a .broker.v1.GetCredentialResponse\x12[\n" +
+	"\x10DeleteCredential\x12\".broker.v1.DeleteCredentialRequest\x1a#.broker.v1.DeleteCredentialResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
 
 var (
 	file_broker_v1_broker_proto_rawDescOnce sync.Once
@@ -949,48 +1462,66 @@ func file_broker_v1_broker_proto_rawDescGZIP() []byte {
 	return file_broker_v1_broker_proto_rawDescData
 }
 
-var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_broker_v1_broker_proto_goTypes = []any{
-	(TenantState)(0),              // 0: broker.v1.TenantState
-	(*GetTokenRequest)(nil),       // 1: broker.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),      // 2: broker.v1.GetTokenResponse
-	(*WatchTokenRequest)(nil),     // 3: broker.v1.WatchTokenRequest
-	(*WatchTokenResponse)(nil),    // 4: broker.v1.WatchTokenResponse
-	(*WatchTokenError)(nil),       // 5: broker.v1.WatchTokenError
-	(*ListTenantsRequest)(nil),    // 6: broker.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 7: broker.v1.ListTenantsResponse
-	(*AppStatus)(nil),             // 8: broker.v1.AppStatus
-	(*TenantStatus)(nil),          // 9: broker.v1.TenantStatus
-	(*SetCredentialRequest)(nil),  // 10: broker.v1.SetCredentialRequest
-	(*SetCredentialResponse)(nil), // 11: broker.v1.SetCredentialResponse
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(TenantState)(0),                 // 0: broker.v1.TenantState
+	(CredentialKind)(0),              // 1: broker.v1.CredentialKind
+	(*GetTokenRequest)(nil),          // 2: broker.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),         // 3: broker.v1.GetTokenResponse
+	(*WatchTokenRequest)(nil),        // 4: broker.v1.WatchTokenRequest
+	(*WatchTokenResponse)(nil),       // 5: broker.v1.WatchTokenResponse
+	(*WatchTokenError)(nil),          // 6: broker.v1.WatchTokenError
+	(*ListTenantsRequest)(nil),       // 7: broker.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),      // 8: broker.v1.ListTenantsResponse
+	(*AppStatus)(nil),                // 9: broker.v1.AppStatus
+	(*TenantStatus)(nil),             // 10: broker.v1.TenantStatus
+	(*SetCredentialRequest)(nil),     // 11: broker.v1.SetCredentialRequest
+	(*SetCredentialResponse)(nil),    // 12: broker.v1.SetCredentialResponse
+	(*GetCredentialRequest)(nil),     // 13: broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),    // 14: broker.v1.GetCredentialResponse
+	(*DeleteCredentialRequest)(nil),  // 15: broker.v1.DeleteCredentialRequest
+	(*DeleteCredentialResponse)(nil), // 16: broker.v1.DeleteCredentialResponse
+	(*CredentialInfo)(nil),           // 17: broker.v1.CredentialInfo
+	(*durationpb.Duration)(nil),      // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
 }
 var file_broker_v1_broker_proto_depIdxs = []int32{
-	12, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	13, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	2,  // 3: broker.v1.WatchTokenResponse.token:type_name -> broker.v1.GetTokenResponse
-	5,  // 4: broker.v1.WatchTokenResponse.error:type_name -> broker.v1.WatchTokenError
-	9,  // 5: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
-	8,  // 6: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
-	0,  // 7: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
-	13, // 8: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 9: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
-	1,  // 10: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	3,  // 11: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	6,  // 12: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
-	10, // 13: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
-	2,  // 14: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	4,  // 15: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	7,  // 16: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	11, // 17: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	18, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	19, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	3,  // 3: broker.v1.WatchTokenResponse.token:type_name -> broker.v1.GetTokenResponse
+	6,  // 4: broker.v1.WatchTokenResponse.error:type_name -> broker.v1.WatchTokenError
+	10, // 5: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
+	9,  // 6: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
+	17, // 7: broker.v1.AppStatus.credential:type_name -> broker.v1.CredentialInfo
+	0,  // 8: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
+	19, // 9: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 10: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
+	19, // 11: broker.v1.SetCredentialRequest.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 12: broker.v1.SetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
+	17, // 13: broker.v1.GetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
+	17, // 14: broker.v1.DeleteCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
+	1,  // 15: broker.v1.CredentialInfo.kind:type_name -> broker.v1.CredentialKind
+	19, // 16: broker.v1.CredentialInfo.set_at:type_name -> google.protobuf.Timestamp
+	19, // 17: broker.v1.CredentialInfo.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 18: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 19: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	7,  // 20: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
+	11, // 21: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
+	13, // 22: broker.v1.BrokerService.GetCredential:input_type -> broker.v1.GetCredentialRequest
+	15, // 23: broker.v1.BrokerService.DeleteCredential:input_type -> broker.v1.DeleteCredentialRequest
+	3,  // 24: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 25: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	8,  // 26: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	12, // 27: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
+	14, // 28: broker.v1.BrokerService.GetCredential:output_type -> broker.v1.GetCredentialResponse
+	16, // 29: broker.v1.BrokerService.DeleteCredential:output_type -> broker.v1.DeleteCredentialResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_broker_proto_init() }
@@ -1002,13 +1533,17 @@ func file_broker_v1_broker_proto_init() {
 		(*WatchTokenResponse_Token)(nil),
 		(*WatchTokenResponse_Error)(nil),
 	}
+	file_broker_v1_broker_proto_msgTypes[9].OneofWrappers = []any{
+		(*SetCredentialRequest_ClientSecret)(nil),
+		(*SetCredentialRequest_CertificatePem)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_broker_proto_rawDesc), len(file_broker_v1_broker_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   11,
+			NumEnums:      2,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

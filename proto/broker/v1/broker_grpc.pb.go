@@ -23,10 +23,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BrokerService_GetToken_FullMethodName      = "/broker.v1.BrokerService/GetToken"
-	BrokerService_WatchToken_FullMethodName    = "/broker.v1.BrokerService/WatchToken"
-	BrokerService_ListTenants_FullMethodName   = "/broker.v1.BrokerService/ListTenants"
-	BrokerService_SetCredential_FullMethodName = "/broker.v1.BrokerService/SetCredential"
+	BrokerService_GetToken_FullMethodName         = "/broker.v1.BrokerService/GetToken"
+	BrokerService_WatchToken_FullMethodName       = "/broker.v1.BrokerService/WatchToken"
+	BrokerService_ListTenants_FullMethodName      = "/broker.v1.BrokerService/ListTenants"
+	BrokerService_SetCredential_FullMethodName    = "/broker.v1.BrokerService/SetCredential"
+	BrokerService_GetCredential_FullMethodName    = "/broker.v1.BrokerService/GetCredential"
+	BrokerService_DeleteCredential_FullMethodName = "/broker.v1.BrokerService/DeleteCredential"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -60,10 +62,21 @@ type BrokerServiceClient interface {
 	// ListTenants reports the state of every configured tenant, and the apps
 	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
-	// SetCredential stores a new client secret for a configured app, after
-	// verifying it against one of the app's tenants. It is write-only: no RPC
-	// reads a credential back.
+	// SetCredential stores a new credential (a client secret or a
+	// certificate with its private key) for a configured app, after
+	// verifying it against one of the app's tenants. No RPC reads a secret or
+	// a private key back. It is for brokerd's own uid and root only.
 	SetCredential(ctx context.Context, in *SetCredentialRequest, opts ...grpc.CallOption) (*SetCredentialResponse, error)
+	// GetCredential describes the credential brokerd holds for an app (its
+	// kind, when it was set, a certificate's thumbprint and expiry), reading
+	// it from the keystore if brokerd has none in hand. It never returns the
+	// secret or the private key. It is for brokerd's own uid and root only.
+	GetCredential(ctx context.Context, in *GetCredentialRequest, opts ...grpc.CallOption) (*GetCredentialResponse, error)
+	// DeleteCredential removes an app's credential from the keystore and
+	// stops brokerd using it: tokens already issued stay valid (and served)
+	// until they expire, and no new token is acquired for the app until a
+	// credential is set again. It is for brokerd's own uid and root only.
+	DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -123,6 +136,26 @@ func (c *brokerServiceClient) SetCredential(ctx context.Context, in *SetCredenti
 	return out, nil
 }
 
+func (c *brokerServiceClient) GetCredential(ctx context.Context, in *GetCredentialRequest, opts ...grpc.CallOption) (*GetCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCredentialResponse)
+	err := c.cc.Invoke(ctx, BrokerService_GetCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerServiceClient) DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCredentialResponse)
+	err := c.cc.Invoke(ctx, BrokerService_DeleteCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -154,10 +187,21 @@ type BrokerServiceServer interface {
 	// ListTenants reports the state of every configured tenant, and the apps
 	// of the tenants it lists. It never returns a token or a secret.
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
-	// SetCredential stores a new client secret for a configured app, after
-	// verifying it against one of the app's tenants. It is write-only: no RPC
-	// reads a credential back.
+	// SetCredential stores a new credential (a client secret or a
+	// certificate with its private key) for a configured app, after
+	// verifying it against one of the app's tenants. No RPC reads a secret or
+	// a private key back. It is for brokerd's own uid and root only.
 	SetCredential(context.Context, *SetCredentialRequest) (*SetCredentialResponse, error)
+	// GetCredential describes the credential brokerd holds for an app (its
+	// kind, when it was set, a certificate's thumbprint and expiry), reading
+	// it from the keystore if brokerd has none in hand. It never returns the
+	// secret or the private key. It is for brokerd's own uid and root only.
+	GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error)
+	// DeleteCredential removes an app's credential from the keystore and
+	// stops brokerd using it: tokens already issued stay valid (and served)
+	// until they expire, and no new token is acquired for the app until a
+	// credential is set again. It is for brokerd's own uid and root only.
+	DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -179,6 +223,12 @@ func (UnimplementedBrokerServiceServer) ListTenants(context.Context, *ListTenant
 }
 func (UnimplementedBrokerServiceServer) SetCredential(context.Context, *SetCredentialRequest) (*SetCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetCredential not implemented")
+}
+func (UnimplementedBrokerServiceServer) GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCredential not implemented")
+}
+func (UnimplementedBrokerServiceServer) DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCredential not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -266,6 +316,42 @@ func _BrokerService_SetCredential_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_GetCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).GetCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_GetCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).GetCredential(ctx, req.(*GetCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerService_DeleteCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).DeleteCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_DeleteCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).DeleteCredential(ctx, req.(*DeleteCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +370,14 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetCredential",
 			Handler:    _BrokerService_SetCredential_Handler,
+		},
+		{
+			MethodName: "GetCredential",
+			Handler:    _BrokerService_GetCredential_Handler,
+		},
+		{
+			MethodName: "DeleteCredential",
+			Handler:    _BrokerService_DeleteCredential_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
