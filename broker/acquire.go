@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
-
-	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
 // The token lifetimes the broker believes. Entra ID issues 60-90 minutes
@@ -124,11 +122,11 @@ func (f *failure) withRetry() *Error {
 // credential: the credential first (which may read the keystore), then an
 // IdP slot, then the request.
 func (b *Broker) acquire(e *entry, f *flight) (*Token, *Error) {
-	secret, err := b.credential(e.t.app, f.gen)
+	h, err := b.credential(e.t.app, f.gen)
 	if err != nil {
 		return nil, err
 	}
-	client, err := b.client(e.t, secret, f.gen)
+	client, err := b.client(e.t, h, f.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -213,14 +211,14 @@ func (b *Broker) parkLocked(e *entry, err *Error) {
 
 // client returns the tenant's MSAL client for generation gen of the app's
 // credential, building it outside the lock when the credential changed.
-func (b *Broker) client(t *tenant, secret keystore.Secret, gen uint64) (*confidential.Client, *Error) {
+func (b *Broker) client(t *tenant, h *held, gen uint64) (*confidential.Client, *Error) {
 	b.mu.Lock()
 	c, cgen := t.client, t.clientGen
 	b.mu.Unlock()
 	if c != nil && cgen == gen {
 		return c, nil
 	}
-	c, err := b.newClient(t, secret)
+	c, err := b.newClient(t, h)
 	if err != nil {
 		return nil, err
 	}
@@ -232,16 +230,15 @@ func (b *Broker) client(t *tenant, secret keystore.Secret, gen uint64) (*confide
 	return c, nil
 }
 
-func (b *Broker) newClient(t *tenant, secret keystore.Secret) (*confidential.Client, *Error) {
-	cred, err := confidential.NewCredFromSecret(secret.Reveal())
-	if err != nil {
-		return nil, errorf(KindFailedPrecondition, "the stored credential of app %s is unusable; brokerctl credential set --app %s", t.app.name, t.app.name)
-	}
+func (b *Broker) newClient(t *tenant, h *held) (*confidential.Client, *Error) {
 	opts := []confidential.Option{confidential.WithCache(noCache{}), confidential.WithHTTPClient(b.http)}
+	if h.cert != nil && t.app.sendX5C {
+		opts = append(opts, confidential.WithX5C())
+	}
 	if !isMicrosoftLogin(t.app.authorityHost) {
 		opts = append(opts, confidential.WithInstanceDiscovery(false))
 	}
-	c, err := confidential.New(t.app.authorityHost+"/"+t.id, t.app.clientID, cred, opts...)
+	c, err := confidential.New(t.app.authorityHost+"/"+t.id, t.app.clientID, h.msal, opts...)
 	if err != nil {
 		return nil, errorf(KindInternal, "building the MSAL client for tenant %s: %v", t.name, err)
 	}

@@ -14,14 +14,24 @@ type AppStatus struct {
 	// RequiredRoles are the roles every token of its scopes should carry
 	// (required_roles), sorted.
 	RequiredRoles []string
+	// Credential describes the credential the broker holds; nil when it
+	// holds none (not read yet, or the keystore has none).
+	Credential *CredentialInfo
 }
 
 // Apps reports every configured app, sorted by name.
 func (b *Broker) Apps() []AppStatus {
 	out := make([]AppStatus, 0, len(b.cfg.apps))
 	for _, ac := range b.cfg.apps {
-		out = append(out, AppStatus{Name: ac.Name, ClientID: ac.ClientID, AuthorityHost: ac.AuthorityHost,
-			RequiredRoles: slices.Clone(ac.RequiredRoles)})
+		s := AppStatus{Name: ac.Name, ClientID: ac.ClientID, AuthorityHost: ac.AuthorityHost,
+			RequiredRoles: slices.Clone(ac.RequiredRoles)}
+		b.mu.Lock()
+		if h := b.apps[ac.Name].cred; h != nil {
+			info := h.info
+			s.Credential = &info
+		}
+		b.mu.Unlock()
+		out = append(out, s)
 	}
 	return out
 }

@@ -90,7 +90,7 @@ import (
 
 // Options are the parts of a Broker that are not in its configuration.
 type Options struct {
-	// Store holds the apps' client secrets, keyed by client id.
+	// Store holds the apps' credentials, keyed by client id.
 	Store keystore.Store
 	// HTTPClient is used for every request to Entra ID. Nil means one that
 	// trusts the system roots. The broker uses a copy of it that caps every
@@ -158,16 +158,22 @@ type app struct {
 	// authorityHost ("https://host") is where its tenants sign in.
 	authorityHost string
 
-	secret       keystore.Secret // guarded by mu: zero until read from the store
-	gen          uint64          // guarded by mu: bumped whenever secret is replaced
-	load         *load           // guarded by mu: the keystore read in flight
-	loadErr      *Error          // guarded by mu: why the last read failed; nil once one works
-	loadFailures int             // guarded by mu: consecutive failed reads
-	retryAt      time.Time       // guarded by mu: when a failed read may be tried again
-	rereadUntil  time.Time       // guarded by mu: keep reading the store until then (a write's answer was lost)
-	rereads      int             // guarded by mu: reads since that write
-	task         task            // guarded by mu: the app's next keystore read
-	credWarned   bool            // guarded by mu: a failed read was logged at warn level
+	// assertionFile, when set, is the app's credential: a federated
+	// assertion read for every token request; the keystore is not used.
+	assertionFile string
+	sendX5C       bool // send the certificate chain with client assertions
+
+	cred           *held     // guarded by mu: nil until read from the store
+	gen            uint64    // guarded by mu: bumped whenever cred is replaced
+	load           *load     // guarded by mu: the keystore read in flight
+	loadErr        *Error    // guarded by mu: why the last read failed; nil once one works
+	loadFailures   int       // guarded by mu: consecutive failed reads
+	retryAt        time.Time // guarded by mu: when a failed read may be tried again
+	rereadUntil    time.Time // guarded by mu: keep reading the store until then (a write's answer was lost)
+	rereads        int       // guarded by mu: reads since that write
+	task           task      // guarded by mu: the app's next keystore read
+	credWarned     bool      // guarded by mu: a failed read was logged at warn level
+	expiryWarnedAt time.Time // guarded by mu: when the credential's expiry was last warned of
 }
 
 // tenant is one configured customer tenant.
@@ -273,8 +279,11 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	for _, ac := range cfg.apps {
 		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, required: ac.RequiredRoles, setting: make(chan struct{}, 1),
 			allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
-		a.authorityHost = ac.AuthorityHost
+		a.authorityHost, a.assertionFile, a.sendX5C = ac.AuthorityHost, ac.AssertionFile, ac.SendX5C
 		a.task = task{index: -1, app: a}
+		if a.assertionFile != "" {
+			a.cred = b.assertionHeld(a)
+		}
 		b.apps[ac.Name] = a
 	}
 	for _, tc := range cfg.tenants {
@@ -306,6 +315,7 @@ func (b *Broker) Start() {
 		return
 	}
 	b.started = true
+	b.watchStore()
 	now := b.clock.Now()
 	for _, t := range b.tenants {
 		if t.def.flight == nil && t.def.task.index < 0 {

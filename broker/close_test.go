@@ -62,7 +62,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	}
 	_, err := h.get("tenant1", 0)
 	wantError(t, err, broker.KindUnavailable, "shutting down")
-	_, err = h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
+	_, _, err = h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret)})
 	wantError(t, err, broker.KindUnavailable, "shutting down")
 	h.b.Close() // a second Close is harmless
 

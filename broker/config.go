@@ -30,7 +30,8 @@ const (
 // construction (the zero Config is refused by New).
 type Config struct {
 	authorityHost       string        // top level: "https://host", no trailing slash
-	keystore            string        // keyring | systemd | memory
+	keystore            string        // keyring | systemd | directory | memory
+	credentialsDir      string        // absolute; set exactly when keystore is directory
 	refreshBefore       time.Duration // > 0
 	minValid            time.Duration // > 0
 	idpTimeout          time.Duration // > 0
@@ -62,6 +63,11 @@ type AppConfig struct {
 	// RequiredRoles are the roles every token of Scopes should carry:
 	// validated, sorted, without duplicates.
 	RequiredRoles []string
+	// AssertionFile is the absolute path of the app's federated assertion
+	// (assertion_file); "" when the app's credential is in the keystore.
+	AssertionFile string
+	// SendX5C sends the certificate chain with each client assertion.
+	SendX5C bool
 }
 
 // TenantConfig is one customer tenant of a Config.
@@ -78,8 +84,13 @@ type TenantConfig struct {
 // own, which its cloud chooses, is AppConfig.AuthorityHost.
 func (c *Config) AuthorityHost() string { return c.authorityHost }
 
-// Keystore names the credential backend: keyring, systemd or memory.
+// Keystore names the credential backend: keyring, systemd, directory or
+// memory.
 func (c *Config) Keystore() string { return c.keystore }
+
+// CredentialsDir is the directory keystore's directory (credentials_dir);
+// "" unless Keystore is "directory".
+func (c *Config) CredentialsDir() string { return c.credentialsDir }
 
 // RefreshBefore is how long before expiry a token is refreshed (capped at
 // half the token's lifetime).

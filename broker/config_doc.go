@@ -10,8 +10,12 @@ type document struct {
 	// that sets none of its own, whatever its cloud, e.g. a proxy or
 	// https://login.microsoftonline.us.
 	AuthorityHost *string `toml:"authority_host"`
-	// Keystore names the credential backend: keyring, systemd or memory.
+	// Keystore names the credential backend: keyring, systemd, directory
+	// or memory.
 	Keystore *string `toml:"keystore"`
+	// CredentialsDir is the directory keystore's directory: one file per
+	// app, named by its client id.
+	CredentialsDir *string `toml:"credentials_dir"`
 	// RefreshBefore is how long before expiry a token is refreshed (capped
 	// at half the token's lifetime).
 	RefreshBefore *duration `toml:"refresh_before"`
@@ -61,6 +65,15 @@ type appTable struct {
 	// RequiredRoles are the application roles every token of the app's
 	// scopes should carry; the broker warns when one lacks any.
 	RequiredRoles []string `toml:"required_roles"`
+	// AssertionFile, when set, is a file holding a federated assertion
+	// (a JWT another issuer signed: a Kubernetes service account token, a
+	// GitHub Actions OIDC token, a SPIFFE JWT-SVID) that the app
+	// authenticates with instead of a stored credential; it is read again
+	// for every token request.
+	AssertionFile *string `toml:"assertion_file"`
+	// SendX5C sends the certificate chain (the x5c header) with each
+	// client assertion, for subject name and issuer authentication.
+	SendX5C *bool `toml:"send_x5c"`
 }
 
 // limitsTable is [limits]: the bounds on what one local caller can make

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // setDefaults fills in the keys a document leaves out. A tenant that names
@@ -49,6 +51,9 @@ func resolve(d *document) (*Config, error) {
 	if c.keystore, err = resolveKeystore(*d.Keystore); err != nil {
 		return nil, err
 	}
+	if c.credentialsDir, err = resolveCredentialsDir(c.keystore, d.CredentialsDir); err != nil {
+		return nil, err
+	}
 	if err := resolveScalars(c, d); err != nil {
 		return nil, err
 	}
@@ -79,10 +84,32 @@ func resolveAuthority(key, host string) (string, error) {
 
 func resolveKeystore(name string) (string, error) {
 	switch name {
-	case "keyring", "systemd", "memory":
+	case "keyring", "systemd", "directory", "memory":
 		return name, nil
 	}
-	return "", badKey("keystore", "%q is not a keystore (use keyring, systemd or memory)", name)
+	return "", badKey("keystore", "%q is not a keystore (use keyring, systemd, directory or memory)", clip(name))
+}
+
+// resolveCredentialsDir checks credentials_dir: required with the
+// directory keystore, an absolute path, and meaningless with any other.
+func resolveCredentialsDir(store string, dir *string) (string, error) {
+	switch {
+	case store != "directory" && dir != nil:
+		return "", badKey("credentials_dir", "is only used with keystore = \"directory\" (keystore is %q)", store)
+	case store != "directory":
+		return "", nil
+	case dir == nil:
+		return "", badKey("credentials_dir", "is required with keystore = \"directory\": the directory holding one file per app, named by its client id")
+	}
+	return absolutePath("credentials_dir", *dir)
+}
+
+// absolutePath checks that p is a clean absolute path.
+func absolutePath(key, p string) (string, error) {
+	if !filepath.IsAbs(p) || strings.ContainsFunc(p, unicode.IsControl) || len(p) > 4096 {
+		return "", badKey(key, "%q must be an absolute path", clip(p))
+	}
+	return filepath.Clean(p), nil
 }
 
 // resolveScalars checks the ranges of the durations and numbers.
@@ -187,6 +214,17 @@ func resolveApp(name string, a *appTable, explicit bool, top string) (AppConfig,
 	}
 	ac.Name, ac.ClientID, ac.Scopes, ac.AllowedScopes = name, strings.ToLower(a.ClientID), a.Scopes, canonicalScopes(allowed)
 	ac.RequiredRoles = roles
+	if a.AssertionFile != nil {
+		if ac.AssertionFile, err = absolutePath(key+".assertion_file", *a.AssertionFile); err != nil {
+			return AppConfig{}, err
+		}
+	}
+	if a.SendX5C != nil {
+		ac.SendX5C = *a.SendX5C
+		if ac.AssertionFile != "" {
+			return AppConfig{}, badKey(key+".send_x5c", "applies to a certificate credential; the app uses assertion_file")
+		}
+	}
 	return ac, nil
 }
 

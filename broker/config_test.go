@@ -154,7 +154,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"quoted tenant name", app + "[tenants.\"a\\nb\"]\nid = \"11111111-1111-1111-1111-111111111111\"\n", []string{`c.toml:3: tenants."a\nb": tenant name "a\nb" must be`}},
 		{"bad duration", "min_valid = \"5 minutes\"\n" + app + tenant, []string{`c.toml:1: min_valid: "5 minutes" is not a duration; expected a duration string such as "5m"`}},
 		{"negative duration", "refresh_before = \"-1m\"\n" + app + tenant, []string{"c.toml:1:", "refresh_before", "out of range"}},
-		{"bad keystore", "keystore = \"vault\"\n" + app + tenant, []string{"c.toml:1:", "keystore", "keyring, systemd or memory"}},
+		{"bad keystore", "keystore = \"vault\"\n" + app + tenant, []string{"c.toml:1:", "keystore", "keyring, systemd, directory or memory"}},
 		{"http authority", "authority_host = \"http://login.microsoftonline.com\"\n" + app + tenant, []string{"c.toml:1:", "authority_host", "https"}},
 		{"authority with path", "authority_host = \"https://login.microsoftonline.com/common\"\n" + app + tenant, []string{"authority_host", "no path"}},
 		{"bad client id", "[apps.partner]\nclient_id = \"partner-app\"\n" + tenant, []string{"c.toml:2:", "apps.partner.client_id", "not a GUID"}},

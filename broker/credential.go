@@ -27,28 +27,27 @@ type load struct {
 	done chan struct{}
 }
 
-// credential returns generation gen of the app's secret, reading it from
-// the keystore when the broker has none yet. Callers share one read in
-// flight per app; while a failed read waits for its retry time, they get
-// its error without a new read.
-func (b *Broker) credential(a *app, gen uint64) (keystore.Secret, *Error) {
+// credential returns generation gen of the app's credential, reading it
+// from the keystore when the broker has none yet. Callers share one read
+// in flight per app; while a failed read waits for its retry time, they
+// get its error without a new read.
+func (b *Broker) credential(a *app, gen uint64) (*held, *Error) {
 	for {
 		b.mu.Lock()
 		if a.gen != gen {
 			b.mu.Unlock()
-			return keystore.Secret{}, &Error{Kind: KindUnavailable, Transient: true, cause: errStale,
+			return nil, &Error{Kind: KindUnavailable, Transient: true, cause: errStale,
 				Msg: fmt.Sprintf("the credential of app %s changed during the request", a.name)}
 		}
-		if !a.secret.IsZero() {
-			s := a.secret
+		if h := a.cred; h != nil {
 			b.mu.Unlock()
-			return s, nil
+			return h, nil
 		}
 		if a.load == nil {
 			if a.loadErr != nil && b.clock.Now().Before(a.retryAt) {
 				err := a.loadErr
 				b.mu.Unlock()
-				return keystore.Secret{}, err
+				return nil, err
 			}
 			b.startLoadLocked(a)
 		}
@@ -57,7 +56,7 @@ func (b *Broker) credential(a *app, gen uint64) (keystore.Secret, *Error) {
 		select {
 		case <-ld.done:
 		case <-b.ctx.Done():
-			return keystore.Secret{}, errClosing()
+			return nil, errClosing()
 		}
 	}
 }
@@ -71,28 +70,37 @@ func (b *Broker) startLoadLocked(a *app) {
 	b.goLocked(func() { b.loadCredential(a, ld, gen) })
 }
 
+// readCredential reads and parses a's credential from the keystore,
+// within the keystore timeout.
+func (b *Broker) readCredential(a *app) (*held, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.keystoreTimeout)
+	v, err := b.store.Get(ctx, a.clientID)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	c, err := keystore.Decode(v)
+	if err != nil {
+		return nil, err
+	}
+	return b.newHeld(a, c)
+}
+
 // loadCredential reads a's credential from the keystore, outside every
 // lock and within the keystore timeout, and takes in the answer:
-//   - the first secret the app gets lets the tenants waiting for it go
+//   - the first credential the app gets lets the tenants waiting for it go
 //     ahead;
-//   - a secret read after failed reads, or one other than the secret in
-//     use, starts a new credential generation: failures recorded under the
-//     old one no longer apply, and every tenant of the app is fetched again
-//     (paced);
-//   - a failed read, while the app has no secret, is retried with backoff
-//     (the tenants wait for it); with a secret in use, brokerd keeps using
-//     it;
+//   - a credential read after failed reads, or one other than the
+//     credential in use, starts a new credential generation: failures
+//     recorded under the old one no longer apply, and every tenant of the
+//     app is fetched again (paced);
+//   - a failed read, while the app has no credential, is retried with
+//     backoff (the tenants wait for it); with a credential in use, brokerd
+//     keeps using it;
 //   - within the window after a write whose answer was lost, the store is
 //     read again, with backoff, whatever the answer.
 func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
-	ctx, cancel := context.WithTimeout(b.ctx, b.keystoreTimeout)
-	s, err := b.store.Get(ctx, a.clientID)
-	cancel()
-	if n := len(s.Reveal()); err == nil && (n == 0 || n > keystore.MaxSecretSize) {
-		// A store may hold what brokerd would never have stored (an empty
-		// keyring item); reading it again would find the same.
-		s, err = keystore.Secret{}, fmt.Errorf("%w: the stored secret is %d bytes (1 to %d)", keystore.ErrInvalidSecret, n, keystore.MaxSecretSize)
-	}
+	h, err := b.readCredential(a)
 	var kerr *Error
 	if err != nil {
 		kerr = b.keystoreReadError(a, err)
@@ -110,22 +118,22 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 	switch {
 	case b.closed || a.gen != gen:
 		// Close or a credential change overtook the read: its answer is
-		// about a secret nobody uses any more.
-	case err == nil && a.secret.IsZero() && a.loadErr == nil:
-		a.secret = s
+		// about a credential nobody uses any more.
+	case err == nil && a.cred == nil && a.loadErr == nil:
+		a.cred = h
 		level, msg = slog.LevelInfo, "credential read from the keystore"
-		args = append(args, "tenants_resumed", b.wakeParkedLocked(a, now))
-	case err == nil && (a.secret.IsZero() || s.Reveal() != a.secret.Reveal()):
+		args = append(args, "kind", h.info.Kind, "tenants_resumed", b.wakeParkedLocked(a, now))
+	case err == nil && !h.same(a.cred):
 		level, msg = slog.LevelInfo, "credential read from the keystore"
-		if !a.secret.IsZero() {
+		if a.cred != nil {
 			msg = "the keystore holds another credential than the one in use; using it"
 		}
-		a.secret, a.loadErr, a.loadFailures, a.credWarned = s, nil, 0, false
+		a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt = h, nil, 0, false, time.Time{}
 		a.gen++
-		args = append(args, "tenants_resumed", b.reacquireLocked(a, now))
+		args = append(args, "kind", h.info.Kind, "tenants_resumed", b.reacquireLocked(a, now))
 	case err == nil:
 		msg = "the keystore holds the credential in use"
-	case a.secret.IsZero():
+	case a.cred == nil:
 		a.loadFailures++
 		wait := retryAfter(a.loadFailures, kerr.Transient, 0, rand.Float64())
 		if rereading {
@@ -144,14 +152,18 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 		level, msg = slog.LevelWarn, "reading the credential again failed; brokerd keeps using the one it has"
 		args = append(args, "error", kerr.Msg)
 	}
-	if rereading && !a.secret.IsZero() {
+	if rereading && a.cred != nil {
 		a.rereads++
 		b.scheduleLocked(&a.task, now.Add(retryAfter(a.rereads, true, 0, rand.Float64())))
 	}
+	expiry := b.expiryWarningLocked(a, now)
 	close(ld.done)
 	b.mu.Unlock()
 	if msg != "" {
 		b.log.Log(context.Background(), level, msg, args...)
+	}
+	if expiry != "" {
+		b.log.Warn("credential expires soon", "app", a.name, "remedy", expiry)
 	}
 }
 
@@ -228,137 +240,6 @@ func (b *Broker) keystoreReadError(a *app, err error) *Error {
 		"the credential of app %s in the %s keystore is unusable: %v; %s", a.name, store, err, fix)}
 }
 
-// SetCredential verifies a new client secret for the named app against one
-// of its tenants, stores it in the keystore, and re-acquires every tenant of
-// the app with it. A secret Entra ID rejects replaces nothing, and nothing is
-// sent to Entra ID for a keystore that cannot store it. It returns the name
-// of the tenant that verified the secret, or "" when none of the app's
-// tenants could (none consented yet).
-//
-// When the keystore does not answer the write in time, the outcome is
-// unknown: SetCredential returns KindOutcomeUnknown and keeps using the
-// secret it had, and the broker reads the keystore again, with backoff,
-// for rereadWindow, switching to whatever secret the keystore holds.
-func (b *Broker) SetCredential(ctx context.Context, appName string, secret keystore.Secret) (string, error) {
-	a := b.apps[appName]
-	if a == nil {
-		return "", errorf(KindNotFound, "app %q is not configured; configured apps: %s", appName, strings.Join(sortedKeys(b.apps), ", "))
-	}
-	if secret.IsZero() {
-		return "", errorf(KindInvalidArgument, "the client secret is empty")
-	}
-	if n := len(secret.Reveal()); n > keystore.MaxSecretSize {
-		return "", errorf(KindInvalidArgument, "a client secret of %d bytes is too long (at most %d; Entra ID secrets are about 40 characters)", n, keystore.MaxSecretSize)
-	}
-	if err := b.store.Writable(a.clientID); err != nil {
-		return "", errorf(KindFailedPrecondition, "brokerd cannot store credentials in the %s keystore: %v", b.store.Name(), err)
-	}
-	if err := b.enter(); err != nil {
-		return "", err
-	}
-	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(b.ctx, cancel)()
-
-	select {
-	case a.setting <- struct{}{}:
-		defer func() { <-a.setting }()
-	case <-ctx.Done():
-		if b.ctx.Err() != nil {
-			return "", errClosing()
-		}
-		return "", ctxError(ctx, "waiting for another credential change of app "+a.name)
-	}
-	verified, err := b.verify(ctx, a, secret)
-	if err != nil {
-		if b.ctx.Err() != nil {
-			return "", errClosing()
-		}
-		return "", err
-	}
-	sctx, scancel := context.WithTimeout(ctx, b.keystoreTimeout)
-	err = b.store.Set(sctx, a.clientID, secret)
-	scancel()
-	now := b.clock.Now()
-	if err != nil {
-		if b.ctx.Err() != nil {
-			// Closing: the write may still land; the next start reads it.
-			return "", errorf(KindUnavailable, "brokerd is shutting down: the new credential of app %s may or may not be stored; "+
-				"check with `brokerctl tenants` once brokerd is back", a.name)
-		}
-		return "", b.keystoreWriteError(a, err, now)
-	}
-	b.mu.Lock()
-	// A window of re-reads after an earlier lost write stays open: that
-	// write can still land, and then the store holds it.
-	a.secret, a.loadErr, a.loadFailures, a.credWarned = secret, nil, 0, false
-	a.gen++
-	if a.rereadUntil.IsZero() {
-		b.unqueueLocked(&a.task) // no read of the store is needed now
-	}
-	b.reacquireLocked(a, now)
-	b.mu.Unlock()
-	b.log.Info("credential stored", "app", a.name, "keystore", b.store.Name(), "verified_with", verified)
-	return verified, nil
-}
-
-// keystoreWriteError classifies a failed write of a's credential. A write
-// whose answer was lost (timeout, cancellation) may still take effect: the
-// broker reads the store again to find out.
-func (b *Broker) keystoreWriteError(a *app, err error, now time.Time) *Error {
-	store := b.store.Name()
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		b.mu.Lock()
-		a.rereadUntil, a.rereads = now.Add(rereadWindow), 0
-		b.scheduleLocked(&a.task, now)
-		b.mu.Unlock()
-		b.log.Warn("the keystore did not answer a credential write in time; reading it again", "app", a.name, "keystore", store)
-		return &Error{Kind: KindOutcomeUnknown, Msg: fmt.Sprintf(
-			"the %s keystore did not answer in time: the new credential of app %s may or may not be stored. "+
-				"brokerd reads the keystore again and uses whatever it holds; check with `brokerctl tenants` in a minute, "+
-				"and set the credential again if app %s's tenants fail", store, a.name, a.name)}
-	case errors.Is(err, keystore.ErrUnavailable):
-		return &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
-			"the new credential of app %s was not stored: %v", a.name, err)}
-	case errors.Is(err, keystore.ErrInvalidSecret):
-		return &Error{Kind: KindInvalidArgument, Msg: fmt.Sprintf("the new credential of app %s was not stored: %v", a.name, err)}
-	}
-	return &Error{Kind: KindFailedPrecondition, Msg: fmt.Sprintf("the new credential of app %s was not stored: %v", a.name, err)}
-}
-
-// verify asks Entra ID for a token with the new secret in up to
-// verifyTenants of the app's tenants. A rejected secret or an unreachable
-// Entra ID is an error; tenants that cannot vouch (not consented, deleted)
-// are skipped.
-func (b *Broker) verify(ctx context.Context, a *app, secret keystore.Secret) (string, error) {
-	for _, t := range a.tenants[:min(len(a.tenants), verifyTenants)] {
-		c, err := b.newClient(t, secret)
-		if err != nil {
-			return "", err
-		}
-		_, rerr := b.askIdP(ctx, c, a.scopes)
-		if rerr == nil {
-			return t.name, nil
-		}
-		if ctx.Err() != nil {
-			return "", ctxError(ctx, "verifying the new credential of app "+a.name+"; it was not stored")
-		}
-		e := classifyIdPError(rerr, b.idpContext(t))
-		if e.TenantOnly {
-			b.log.Info("tenant cannot verify the new credential", "app", a.name, "tenant", t.name, "aadsts", e.AADSTS)
-			continue
-		}
-		kind := e.Kind
-		if e.Transient {
-			kind = KindUnavailable
-		}
-		return "", &Error{Kind: kind, AADSTS: e.AADSTS, Msg: fmt.Sprintf("the new credential for app %s was not stored: verifying it with tenant %s failed: %s", a.name, t.name, e.Msg)}
-	}
-	return "", nil
-}
-
 // ctxError reports a call that ended because its context did, saying what
 // it was doing.
 func ctxError(ctx context.Context, doing string) *Error {
@@ -366,4 +247,47 @@ func ctxError(ctx context.Context, doing string) *Error {
 		return errorf(KindDeadlineExceeded, "deadline exceeded %s", doing)
 	}
 	return errorf(KindCanceled, "canceled %s", doing)
+}
+
+// storeWatcher is a keystore whose contents change outside brokerd (files
+// rotated in place): Watch calls changed with each account whose value may
+// have changed, until ctx ends.
+type storeWatcher interface {
+	Watch(ctx context.Context, changed func(account string)) error
+}
+
+// watchStore follows the keystore's changes, when it reports them, for
+// as long as the broker runs: an app whose credential changed is read
+// again at once, and a new credential starts a new generation (see
+// loadCredential).
+func (b *Broker) watchStore() {
+	w, ok := b.store.(storeWatcher)
+	if !ok {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := w.Watch(b.ctx, b.credentialChanged); err != nil {
+			b.log.Warn("cannot watch the keystore for changes; a credential replaced in it is read at the next restart",
+				"keystore", b.store.Name(), "error", err)
+		}
+	}()
+}
+
+// credentialChanged reads again the credential of every app whose client
+// id is account.
+func (b *Broker) credentialChanged(account string) {
+	var read []string
+	b.mu.Lock()
+	for _, a := range b.apps {
+		if !b.closed && a.clientID == strings.ToLower(account) && a.assertionFile == "" && a.load == nil {
+			b.startLoadLocked(a)
+			read = append(read, a.name)
+		}
+	}
+	b.mu.Unlock()
+	for _, name := range read {
+		b.log.Info("the keystore reports a change; reading the credential again", "app", name, "keystore", b.store.Name())
+	}
 }

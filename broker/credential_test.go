@@ -126,7 +126,7 @@ func TestNoCredential(t *testing.T) {
 		t.Errorf("%d token requests without a credential", got)
 	}
 
-	if _, err := h.b.SetCredential(context.Background(), "partner", keystore.NewSecret(w.Secret)); err != nil {
+	if _, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: "partner", Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret)}); err != nil {
 		t.Fatal(err)
 	}
 	h.advance(time.Second)
@@ -155,8 +155,8 @@ func TestCredentialSetOutcomeUnknown(t *testing.T) {
 	const rotated = "rotated-secret-Q~3333333333333333333333333"
 	h.w.IdP.AddApp(h.w.ClientID, rotated) // Entra ID now takes only the new secret
 	release := h.store.HoldSets()
-	_, err = h.b.SetCredential(context.Background(), h.w.App, keystore.NewSecret(rotated))
-	wantError(t, err, broker.KindOutcomeUnknown, "may or may not be stored", "brokerctl tenants")
+	_, _, err = h.b.SetCredential(context.Background(), broker.SetRequest{App: h.w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(rotated)})
+	wantError(t, err, broker.KindOutcomeUnknown, "may or may not be stored", "brokerctl credential show")
 	if strings.Contains(err.Error(), rotated) {
 		t.Error("the error contains the secret")
 	}
@@ -167,8 +167,7 @@ func TestCredentialSetOutcomeUnknown(t *testing.T) {
 
 	release() // the abandoned write completes
 	brokertest.WaitFor(t, "the abandoned write", func() bool {
-		s, err := h.store.Store.Get(context.Background(), h.w.ClientID)
-		return err == nil && s.Reveal() == rotated
+		return brokertest.StoredSecret(h.store.Store, h.w.ClientID) == rotated
 	})
 	h.advance(time.Minute)
 	st := h.status("tenant0")
@@ -210,7 +209,7 @@ func TestReadOnlyAndInvalidKeystore(t *testing.T) {
 	}
 	h := newHarnessWith(t, w, 0, broker.Options{Store: st})
 
-	_, err = h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
+	_, _, err = h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret)})
 	wantError(t, err, broker.KindFailedPrecondition, "read-only", "systemd-creds encrypt", "LoadCredentialEncrypted="+w.ClientID)
 	if got := w.IdP.TotalTokenRequests(); got != 0 {
 		t.Errorf("%d token requests for a secret that could not be stored", got)
@@ -252,7 +251,7 @@ func TestEmptyStoredSecret(t *testing.T) {
 	h.b.Start()
 	h.advance(time.Hour)
 	for _, st := range h.b.ListTenants() {
-		wantState(t, st, broker.StateFailed, "unusable", "0 bytes", "brokerctl credential set --app partner")
+		wantState(t, st, broker.StateFailed, "unusable", "empty", "brokerctl credential set --app partner")
 	}
 	if got := w.IdP.TotalTokenRequests(); got != 0 {
 		t.Errorf("%d token requests with an empty secret", got)
@@ -278,12 +277,11 @@ func TestCredentialReadAfterFailuresClearsThem(t *testing.T) {
 	// A keyring waiting on an unlock prompt: the write and the re-read
 	// hang; the user unlocks, the write lands, the re-read finds it.
 	releaseSets, releaseGets := st.HoldSets(), st.HoldGets(w.ClientID)
-	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
+	_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret)})
 	wantError(t, err, broker.KindOutcomeUnknown)
 	releaseSets()
 	brokertest.WaitFor(t, "the abandoned write", func() bool {
-		s, err := st.Store.Get(context.Background(), w.ClientID)
-		return err == nil && s.Reveal() == w.Secret
+		return brokertest.StoredSecret(st.Store, w.ClientID) == w.Secret
 	})
 	releaseGets()
 	brokertest.WaitFor(t, "the re-read", func() bool { return strings.Contains(h.logs.String(), "credential read from the keystore") })
@@ -313,13 +311,12 @@ func TestLostFirstWriteIsFoundSoon(t *testing.T) {
 	h.b.Start()
 	h.advance(time.Second)
 	release := st.HoldSets()
-	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(w.Secret))
-	wantError(t, err, broker.KindOutcomeUnknown, "check with `brokerctl tenants` in a minute")
+	_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret)})
+	wantError(t, err, broker.KindOutcomeUnknown, "check with `brokerctl credential show --app partner` in a minute")
 	h.settle() // the first re-read finds nothing yet
 	release()
 	brokertest.WaitFor(t, "the abandoned write", func() bool {
-		s, err := st.Store.Get(context.Background(), w.ClientID)
-		return err == nil && s.Reveal() == w.Secret
+		return brokertest.StoredSecret(st.Store, w.ClientID) == w.Secret
 	})
 	h.advance(time.Minute)
 	wantState(t, h.status("tenant0"), broker.StateReady)
@@ -358,17 +355,16 @@ func TestLateWriteAfterNewerSetIsFollowed(t *testing.T) {
 	h.advance(time.Second)
 	const s1, s2 = "secret-one-Q~11111111111111111111111111", "secret-two-Q~22222222222222222222222222"
 	w.IdP.AddApp(w.ClientID, s1)
-	_, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(s1))
+	_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(s1)})
 	wantError(t, err, broker.KindOutcomeUnknown)
 	h.settle()
 	w.IdP.AddApp(w.ClientID, s2)
-	if _, err := h.b.SetCredential(context.Background(), w.App, keystore.NewSecret(s2)); err != nil {
+	if _, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(s2)}); err != nil {
 		t.Fatal(err)
 	}
 	close(st.hold)
 	brokertest.WaitFor(t, "the late write", func() bool {
-		s, err := st.Store.Store.Get(context.Background(), w.ClientID)
-		return err == nil && s.Reveal() == s1
+		return brokertest.StoredSecret(st.Store.Store, w.ClientID) == s1
 	})
 	h.advance(time.Hour)
 	if !strings.Contains(h.logs.String(), "the keystore holds another credential than the one in use") {
@@ -448,7 +444,7 @@ func TestCloseDuringSetCredential(t *testing.T) {
 	defer release()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := h.b.SetCredential(context.Background(), h.w.App, keystore.NewSecret(h.w.Secret))
+		_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: h.w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(h.w.Secret)})
 		errc <- err
 	}()
 	brokertest.WaitFor(t, "the write", func() bool { return h.store.Sets() == 2 })

@@ -126,8 +126,16 @@ var knownAADSTS = map[int]aadsts{
 		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
 	1002012: {KindInvalidArgument, "Entra ID rejected the requested scope",
 		"request a resource's /.default scope, e.g. " + DefaultScope, false, false},
-	700027: {KindFailedPrecondition, "Entra ID rejected the client assertion of app {app}",
-		"brokerctl credential set --app {app}", false, false},
+	700027: {KindFailedPrecondition, "Entra ID rejected the certificate of app {app} (not registered on the app, expired, or the signature does not verify)",
+		"upload the certificate (its public part) to app {client} under Certificates & secrets, or store another: brokerctl credential set --app {app} --certificate FILE", false, false},
+	700024: {KindFailedPrecondition, "Entra ID rejected the client assertion of app {app} as outside its valid time range",
+		"check this host's clock; for an assertion_file, check that whatever writes it replaces it before it expires", false, false},
+	700211: {KindFailedPrecondition, "app {client} has no federated credential for the issuer of the assertion",
+		"add a federated credential with the assertion's issuer (iss) to app {client}, or fix assertion_file", false, false},
+	700212: {KindFailedPrecondition, "app {client} has no federated credential for the audience of the assertion",
+		"the assertion's audience (aud) must match the federated credential's, by default api://AzureADTokenExchange", false, false},
+	700213: {KindFailedPrecondition, "app {client} has no federated credential for the subject of the assertion",
+		"add a federated credential with the assertion's subject (sub) to app {client}", false, false},
 	53003: {KindFailedPrecondition, "a Conditional Access policy of tenant {tenant} blocks app {client}",
 		"ask the tenant's administrator to exclude the app's service principal from the policy", false, true},
 	650052: {KindFailedPrecondition, "tenant {tenant} has not enabled the service the requested scope belongs to",
@@ -161,6 +169,10 @@ type idpContext struct {
 // (an InvalidJsonErr holds the whole body, access token included), so
 // nothing of their text is used but a bounded, token-free quote.
 func classifyIdPError(err error, c idpContext) *Error {
+	var own *Error
+	if errors.As(err, &own) {
+		return own // from the broker's own assertion callback
+	}
 	if errors.Is(err, errReplyTooLarge) {
 		return bounded(&Error{Kind: KindUnavailable, Transient: true,
 			Msg: fmt.Sprintf("Entra ID's reply from %s is larger than %d KiB; refused (the broker retries with backoff)", c.host, maxReplyBytes>>10)})

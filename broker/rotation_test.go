@@ -41,7 +41,7 @@ func TestRotationDuringFlight(t *testing.T) {
 	})
 
 	w.IdP.AddApp(w.ClientID, rotated) // Entra ID now takes only the new secret
-	if _, err := b.SetCredential(ctx, w.App, keystore.NewSecret(rotated)); err != nil {
+	if _, _, err := b.SetCredential(ctx, broker.SetRequest{App: w.App, Kind: keystore.KindSecret, Value: keystore.NewSecret(rotated)}); err != nil {
 		t.Fatal(err)
 	}
 	r := <-waiting

@@ -140,7 +140,7 @@ func (b *Broker) dispatchLocked(now time.Time) (next time.Time, dropped []*entry
 		}
 		if a := t.app; a != nil {
 			b.unqueueLocked(t)
-			if a.load == nil && (a.secret.IsZero() || !a.rereadUntil.IsZero()) {
+			if a.load == nil && (a.cred == nil || !a.rereadUntil.IsZero()) {
 				b.startLoadLocked(a)
 			}
 			continue
@@ -158,7 +158,7 @@ func (b *Broker) dispatchLocked(now time.Time) (next time.Time, dropped []*entry
 			dropped = append(dropped, e)
 			continue
 		}
-		if a.secret.IsZero() {
+		if a.cred == nil {
 			// The app's credential is not in hand: the entry waits for the
 			// keystore read (started here unless one is in flight or
 			// waiting for its retry time) instead of holding a pacing or a

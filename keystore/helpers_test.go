@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,23 +84,23 @@ func conformance(t *testing.T, st keystore.Store, account string, after func(wan
 	check(second)
 
 	// Largest allowed secret round-trips.
-	largest := strings.Repeat("m", keystore.MaxSecretSize)
+	largest := strings.Repeat("m", keystore.MaxValueSize)
 	if err := st.Set(ctx, account, keystore.NewSecret(largest)); err != nil {
-		t.Fatalf("Set of MaxSecretSize bytes: %v", err)
+		t.Fatalf("Set of MaxValueSize bytes: %v", err)
 	}
 	if got, err = st.Get(ctx, account); err != nil || got.Reveal() != largest {
-		t.Fatalf("Get of MaxSecretSize bytes: len %d, err %v", len(got.Reveal()), err)
+		t.Fatalf("Get of MaxValueSize bytes: len %d, err %v", len(got.Reveal()), err)
 	}
 
 	// Rejected secrets: the error says why, never what, and the stored value
 	// is unchanged.
-	big := canary() + strings.Repeat("x", keystore.MaxSecretSize)
+	big := canary() + strings.Repeat("x", keystore.MaxValueSize)
 	err = st.Set(ctx, account, keystore.NewSecret(big))
 	if !errors.Is(err, keystore.ErrInvalidSecret) {
 		t.Fatalf("Set of %d bytes: err = %v, want ErrInvalidSecret", len(big), err)
 	}
 	assertNoLeak(t, "oversized Set error", err.Error(), big[:40])
-	if !strings.Contains(err.Error(), "4096") {
+	if !strings.Contains(err.Error(), strconv.Itoa(st.MaxSize())) {
 		t.Errorf("oversized Set error does not state the limit: %v", err)
 	}
 	for _, empty := range []keystore.Secret{{}, keystore.NewSecret("")} {

@@ -37,7 +37,7 @@ func TestSystemdReads(t *testing.T) {
 		{"inner-newline", "a\nb\n", "a\nb"},
 		{"spaces", "  " + c + "  \n", "  " + c + "  "},
 		{"11111111-2222-3333-4444-555555555555", c + "\n", c},
-		{"max", strings.Repeat("m", keystore.MaxSecretSize) + "\n", strings.Repeat("m", keystore.MaxSecretSize)},
+		{"max", strings.Repeat("m", keystore.MaxValueSize) + "\n", strings.Repeat("m", keystore.MaxValueSize)},
 	} {
 		writeCred(t, dir, tc.file, tc.content)
 		got, err := st.Get(context.Background(), tc.file)
@@ -77,7 +77,7 @@ func TestSystemdErrors(t *testing.T) {
 		}
 	}
 
-	big := canary() + strings.Repeat("x", keystore.MaxSecretSize)
+	big := canary() + strings.Repeat("x", keystore.MaxValueSize)
 	writeCred(t, dir, "big", big)
 	_, err = st.Get(ctx, "big")
 	if !errors.Is(err, keystore.ErrInvalidSecret) {

@@ -26,7 +26,8 @@ import (
 //     per connection and tenant, since the caller cannot change. A caller
 //     that is not an admin is denied an unknown tenant with the very
 //     message of a tenant it may not use.
-//   - SetCredential: the daemon's own uid and root only.
+//   - SetCredential, GetCredential, DeleteCredential: the daemon's own uid
+//     and root only.
 //   - ListTenants: anyone connected; the handler lists only the tenants the
 //     caller may get tokens for. It hands out no token, so a non-admin's
 //     calls are audited once per connection and at most
@@ -180,7 +181,7 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 			a.log(rpc, tenant, p, allowed, reason)
 		}
 		return deny(allowed, p, asked)
-	case *brokerv1.SetCredentialRequest:
+	case *brokerv1.SetCredentialRequest, *brokerv1.GetCredentialRequest, *brokerv1.DeleteCredentialRequest:
 		allowed, reason := broker.IsAdmin(p.Caller), "administration is for the daemon's uid and root"
 		a.log(rpc, "", p, allowed, reason)
 		if !allowed {

@@ -255,7 +255,7 @@ func TestSetCredential(t *testing.T) {
 
 	_, err = s.c.SetCredential(ctx(t), &brokerv1.SetCredentialRequest{App: "partner", Credential: &brokerv1.SetCredentialRequest_ClientSecret{ClientSecret: wrong}})
 	wantStatus(t, err, codes.FailedPrecondition, "AADSTS7000215", "was not stored")
-	if got, _ := s.store.Get(context.Background(), s.w.ClientID); got.Reveal() != s.w.Secret {
+	if got := brokertest.StoredSecret(s.store, s.w.ClientID); got != s.w.Secret {
 		t.Error("a rejected secret replaced the stored one")
 	}
 	if _, err := s.c.GetToken(ctx(t), "tenant1", nil, 0); err != nil {
@@ -277,7 +277,7 @@ func TestSetCredential(t *testing.T) {
 	if resp.GetVerifiedWithTenant() != "tenant0" {
 		t.Errorf("verified_with_tenant = %q", resp.GetVerifiedWithTenant())
 	}
-	if got, _ := s.store.Get(context.Background(), s.w.ClientID); got.Reveal() != rotated {
+	if got := brokertest.StoredSecret(s.store, s.w.ClientID); got != rotated {
 		t.Error("the verified secret was not stored")
 	}
 	// Every tenant of the app is re-acquired with the new secret.

@@ -197,11 +197,40 @@ func (s *service) ListTenants(ctx context.Context, _ *brokerv1.ListTenantsReques
 }
 
 func (s *service) SetCredential(ctx context.Context, req *brokerv1.SetCredentialRequest) (*brokerv1.SetCredentialResponse, error) {
-	tenant, err := s.b.SetCredential(ctx, req.GetApp(), keystore.NewSecret(req.GetClientSecret()))
+	r := broker.SetRequest{App: req.GetApp(), VerifyTenant: req.GetVerifyTenant(), NoVerify: req.GetNoVerify()}
+	switch c := req.GetCredential().(type) {
+	case *brokerv1.SetCredentialRequest_ClientSecret:
+		r.Kind, r.Value = keystore.KindSecret, keystore.NewSecret(c.ClientSecret)
+	case *brokerv1.SetCredentialRequest_CertificatePem:
+		r.Kind, r.Value = keystore.KindCertificate, keystore.NewSecret(string(c.CertificatePem))
+	}
+	if e := req.GetExpiresAt(); e != nil {
+		if err := e.CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "expires_at: %v", err)
+		}
+		r.Expires = e.AsTime()
+	}
+	tenant, info, err := s.b.SetCredential(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &brokerv1.SetCredentialResponse{VerifiedWithTenant: tenant}, nil
+	return &brokerv1.SetCredentialResponse{VerifiedWithTenant: tenant, Credential: credentialInfo(info)}, nil
+}
+
+func (s *service) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
+	info, err := s.b.GetCredential(ctx, req.GetApp())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &brokerv1.GetCredentialResponse{Credential: credentialInfo(info)}, nil
+}
+
+func (s *service) DeleteCredential(ctx context.Context, req *brokerv1.DeleteCredentialRequest) (*brokerv1.DeleteCredentialResponse, error) {
+	info, err := s.b.DeleteCredential(ctx, req.GetApp())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &brokerv1.DeleteCredentialResponse{Credential: credentialInfo(info)}, nil
 }
 
 var stateToProto = map[broker.State]brokerv1.TenantState{

@@ -118,3 +118,17 @@ func (e hungError) Unwrap() error        { return e.cause }
 func (e hungError) Is(target error) bool { return target == keystore.ErrUnavailable }
 
 func hung(ctx context.Context) error { return hungError{ctx.Err()} }
+
+// StoredSecret returns the client secret st holds for account, whatever
+// form it is stored in; "" when there is none or it is not a secret.
+func StoredSecret(st keystore.Store, account string) string {
+	v, err := st.Get(context.Background(), account)
+	if err != nil {
+		return ""
+	}
+	c, err := keystore.Decode(v)
+	if err != nil || c.Kind != keystore.KindSecret {
+		return ""
+	}
+	return c.Value.Reveal()
+}
