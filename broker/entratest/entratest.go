@@ -59,12 +59,16 @@ type Server struct {
 	inFlight       int // token requests being handled now
 	maxInFlight    int // the most ever handled at once
 	issued         []string
+	clientAuths    map[string][]ClientAuth // by tenant key
+	assertions     []string                // every client_assertion received
 }
 
 // app is a registered application (client).
 type app struct {
-	id     string // as registered; becomes the appid claim
-	secret string
+	id        string // as registered; becomes the appid claim
+	secret    string // "" = none
+	certs     []*x509.Certificate
+	federated []FederatedCredential
 }
 
 // tenant is a registered tenant.
@@ -154,6 +158,7 @@ func NewServer() (*Server, error) {
 		faults:        map[string]*Fault{},
 		tokenReqs:     map[string]int{},
 		discoveryReqs: map[string]int{},
+		clientAuths:   map[string][]ClientAuth{},
 	}
 	// NewUnstartedServer listens on 127.0.0.1:0. Our own certificate replaces httptest's built-in
 	// one, whose private key is public: a separate process told to trust CertPEM (SSL_CERT_FILE)
@@ -216,12 +221,14 @@ func (s *Server) Close() {
 	s.ts.Close()
 }
 
-// AddApp registers an application, or replaces the secret of a registered one.
-// Client IDs compare case-insensitively.
+// AddApp registers an application with a client secret, or replaces the secret of a registered
+// one (its certificates and federated credentials stay). Client IDs compare case-insensitively.
 func (s *Server) AddApp(clientID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[strings.ToLower(clientID)] = app{id: clientID, secret: secret}
+	a := s.appLocked(clientID)
+	a.secret = secret
+	s.apps[strings.ToLower(clientID)] = a
 }
 
 // AddTenant registers a tenant, replacing any tenant with the same ID. The ID and domains
