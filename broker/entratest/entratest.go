@@ -7,6 +7,12 @@
 // errors (AADSTS codes), RS256-signed v1.0 access tokens with tid/aud/roles/appid claims, and
 // injectable faults (error statuses, Retry-After, delays, corrupted and oversized answers).
 //
+// Clients authenticate with a client secret (AddApp), a client assertion signed with a
+// registered certificate (AddCertificate; MSAL's confidential.NewCredFromCert), or an assertion
+// from an external issuer that a federated identity credential trusts (AddFederatedCredential;
+// confidential.NewCredFromAssertionCallback). NewCertificate and NewIssuer make such credentials
+// for tests, and ClientAuths tells how each request authenticated.
+//
 // It is used by tests, benchmarks and `brokerd --dev`, so it does not import package testing.
 // It never talks to Microsoft and its tokens are worthless outside of it.
 package entratest
