@@ -27,7 +27,7 @@ type FederatedCredential struct {
 	Keys []crypto.PublicKey
 }
 
-// ClientAuth records how a token request that passed client authentication authenticated.
+// ClientAuth records how a granted token request authenticated its client.
 type ClientAuth struct {
 	ClientID string // as registered
 	// Method is "secret", "certificate" or "federated".
@@ -133,9 +133,9 @@ func (s *Server) AddFederatedCredential(clientID string, fc FederatedCredential)
 	s.apps[strings.ToLower(clientID)] = a
 }
 
-// ClientAuths returns how each token request to a tenant (ID or domain) that passed client
-// authentication authenticated, oldest first. Requests refused earlier (unknown tenant, no
-// consent) or at client authentication are not in it.
+// ClientAuths returns how each token request to a tenant (ID or domain) that was granted a
+// token authenticated its client, oldest first. Refused requests (at client authentication or
+// any other check) and requests answered by a Fault's Status are not in it.
 func (s *Server) ClientAuths(tenant string) []ClientAuth {
 	s.mu.Lock()
 	defer s.mu.Unlock()
