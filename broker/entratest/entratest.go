@@ -7,6 +7,12 @@
 // errors (AADSTS codes), RS256-signed v1.0 access tokens with tid/aud/roles/appid claims, and
 // injectable faults (error statuses, Retry-After, delays, corrupted and oversized answers).
 //
+// Clients authenticate with a client secret (AddApp), a client assertion signed with a
+// registered certificate (AddCertificate; MSAL's confidential.NewCredFromCert), or an assertion
+// from an external issuer that a federated identity credential trusts (AddFederatedCredential;
+// confidential.NewCredFromAssertionCallback). NewCertificate and NewIssuer make such credentials
+// for tests, and ClientAuths tells how each request authenticated.
+//
 // It is used by tests, benchmarks and `brokerd --dev`, so it does not import package testing.
 // It never talks to Microsoft and its tokens are worthless outside of it.
 package entratest
@@ -59,12 +65,16 @@ type Server struct {
 	inFlight       int // token requests being handled now
 	maxInFlight    int // the most ever handled at once
 	issued         []string
+	clientAuths    map[string][]ClientAuth // by tenant key
+	assertions     []string                // every client_assertion received
 }
 
 // app is a registered application (client).
 type app struct {
-	id     string // as registered; becomes the appid claim
-	secret string
+	id        string // as registered; becomes the appid claim
+	secret    string // "" = none
+	certs     []*x509.Certificate
+	federated []FederatedCredential
 }
 
 // tenant is a registered tenant.
@@ -154,6 +164,7 @@ func NewServer() (*Server, error) {
 		faults:        map[string]*Fault{},
 		tokenReqs:     map[string]int{},
 		discoveryReqs: map[string]int{},
+		clientAuths:   map[string][]ClientAuth{},
 	}
 	// NewUnstartedServer listens on 127.0.0.1:0. Our own certificate replaces httptest's built-in
 	// one, whose private key is public: a separate process told to trust CertPEM (SSL_CERT_FILE)
@@ -216,12 +227,14 @@ func (s *Server) Close() {
 	s.ts.Close()
 }
 
-// AddApp registers an application, or replaces the secret of a registered one.
-// Client IDs compare case-insensitively.
+// AddApp registers an application with a client secret, or replaces the secret of a registered
+// one (its certificates and federated credentials stay). Client IDs compare case-insensitively.
 func (s *Server) AddApp(clientID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[strings.ToLower(clientID)] = app{id: clientID, secret: secret}
+	a := s.appLocked(clientID)
+	a.secret = secret
+	s.apps[strings.ToLower(clientID)] = a
 }
 
 // AddTenant registers a tenant, replacing any tenant with the same ID. The ID and domains

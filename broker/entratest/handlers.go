@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -154,6 +155,9 @@ func (s *Server) handleToken(v endpointVersion) http.HandlerFunc {
 			writeError(w, r, e)
 			return
 		}
+		s.mu.Lock()
+		s.clientAuths[key] = append(s.clientAuths[key], g.auth)
+		s.mu.Unlock()
 		s.issue(w, v, g, f)
 	}
 }
@@ -179,6 +183,7 @@ type grant struct {
 	roles     []string
 	lifetime  int // seconds
 	refreshIn int // seconds; 0 = absent
+	auth      ClientAuth
 }
 
 // validate checks a token request the way Entra does and returns what to issue, or the error to
@@ -227,16 +232,11 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, v endpointVers
 				"has not been installed by the administrator of the tenant or consented to by any user in the tenant. "+
 				"You may have sent your authentication request to the wrong tenant.", clientID, name)}
 	}
-	secret := form.Get("client_secret")
-	switch {
-	case secret == "":
-		return grant{}, &entraError{http.StatusBadRequest, "invalid_client", 7000218,
-			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'."}
-	case subtle.ConstantTimeCompare([]byte(secret), []byte(a.secret)) != 1:
-		return grant{}, &entraError{http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf(
-			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "+
-				"not the client secret ID, for a secret added to app '%s'.", a.id)}
+	auth, e := s.authenticateClient(r, form, a, g.tenantID)
+	if e != nil {
+		return grant{}, e
 	}
+	g.auth = auth
 	g.appID = a.id
 
 	if v == v1 {
@@ -258,6 +258,48 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, v endpointVers
 	}
 	g.resource = resource
 	return g, nil
+}
+
+// authenticateClient checks the client credential of a token request for app a in a tenant:
+// a client_secret or a client_assertion, never both. It never puts either in an error.
+func (s *Server) authenticateClient(r *http.Request, form url.Values, a app, tenantID string) (ClientAuth, *entraError) {
+	secret := form.Get("client_secret")
+	assertion, assertionType := form.Get("client_assertion"), form.Get("client_assertion_type")
+	if assertion != "" {
+		s.mu.Lock()
+		s.assertions = append(s.assertions, assertion)
+		s.mu.Unlock()
+	}
+	switch {
+	case secret != "" && (assertion != "" || assertionType != ""):
+		return ClientAuth{}, &entraError{http.StatusBadRequest, "invalid_request", 9002313, "Invalid request. Request is " +
+			"malformed or invalid. [Reason - Both 'client_secret' and 'client_assertion' were presented; send one.]"}
+	case assertionType != "" && assertionType != jwtBearer:
+		return ClientAuth{}, &entraError{http.StatusBadRequest, "invalid_request", 9002313, "Invalid request. Request is " +
+			"malformed or invalid. [Reason - The 'client_assertion_type' must be '" + jwtBearer + "'.]"}
+	case assertionType != "" && assertion == "":
+		return ClientAuth{}, missingParameter("client_assertion")
+	case assertion != "" && assertionType == "":
+		return ClientAuth{}, missingParameter("client_assertion_type")
+	case assertion != "":
+		return s.verifyAssertion(r, a, tenantID, assertion)
+	case secret == "":
+		return ClientAuth{}, &entraError{http.StatusBadRequest, "invalid_client", 7000218,
+			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'."}
+	case a.secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(a.secret)) != 1:
+		return ClientAuth{}, &entraError{http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf(
+			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "+
+				"not the client secret ID, for a secret added to app '%s'.", a.id)}
+	}
+	return ClientAuth{ClientID: a.id, Method: "secret"}, nil
+}
+
+// appidacr is the access token's appidacr claim: how the client authenticated.
+func (g grant) appidacr() string {
+	if g.auth.Method == "secret" {
+		return "1"
+	}
+	return "2" // a certificate or a client assertion
 }
 
 // defaultScopeResource returns the resource of a client-credentials scope: exactly one
@@ -311,7 +353,7 @@ func (s *Server) issue(w http.ResponseWriter, v endpointVersion, g grant, f *Fau
 			Nbf:      now.Unix(),
 			Exp:      exp,
 			Appid:    g.appID,
-			Appidacr: "1", // authenticated with a client secret
+			Appidacr: g.appidacr(),
 			Idp:      tokenIssuer(tid),
 			Idtyp:    "app",
 			Oid:      servicePrincipalID(g.tenantID, g.appID),
