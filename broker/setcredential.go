@@ -280,7 +280,8 @@ func (b *Broker) verify(ctx context.Context, a *app, h *held, only *tenant) (str
 
 // GetCredential describes the credential the broker holds for an app,
 // reading it from the keystore (within the keystore timeout) when it holds
-// none.
+// none, at once even while a failed read waits for its retry time: the
+// caller may just have fixed the keystore.
 func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialInfo, error) {
 	a := b.apps[appName]
 	if a == nil {
@@ -290,28 +291,34 @@ func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialI
 		return CredentialInfo{}, err
 	}
 	defer b.wg.Done()
-	b.mu.Lock()
-	gen := a.gen
-	b.mu.Unlock()
-	type answer struct {
-		h   *held
-		err *Error
-	}
-	done := make(chan answer, 1)
-	b.wg.Add(1) // while entered, so Close waits for it
-	go func() {
-		defer b.wg.Done()
-		h, err := b.credential(a, gen) // returns within the keystore timeout, or at Close
-		done <- answer{h, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return CredentialInfo{}, r.err
+	// Asked by an administrator, who may just have unlocked the keyring:
+	// with no credential in hand, read it now rather than at the retry
+	// time. The read ends within the keystore timeout, or at Close.
+	started := false
+	for {
+		b.mu.Lock()
+		if h := a.cred; h != nil {
+			b.mu.Unlock()
+			return h.info, nil
 		}
-		return r.h.info, nil
-	case <-ctx.Done():
-		return CredentialInfo{}, ctxError(ctx, "reading the credential of app "+a.name)
+		if a.load == nil {
+			if started && a.loadErr != nil {
+				err := a.loadErr
+				b.mu.Unlock()
+				return CredentialInfo{}, err
+			}
+			b.startLoadLocked(a)
+			started = true
+		}
+		ld := a.load
+		b.mu.Unlock()
+		select {
+		case <-ld.done:
+		case <-ctx.Done():
+			return CredentialInfo{}, ctxError(ctx, "reading the credential of app "+a.name)
+		case <-b.ctx.Done():
+			return CredentialInfo{}, errClosing()
+		}
 	}
 }
 
