@@ -249,19 +249,12 @@ func ctxError(ctx context.Context, doing string) *Error {
 	return errorf(KindCanceled, "canceled %s", doing)
 }
 
-// storeWatcher is a keystore whose contents change outside brokerd (files
-// rotated in place): Watch calls changed with each account whose value may
-// have changed, until ctx ends.
-type storeWatcher interface {
-	Watch(ctx context.Context, changed func(account string)) error
-}
-
 // watchStore follows the keystore's changes, when it reports them, for
 // as long as the broker runs: an app whose credential changed is read
 // again at once, and a new credential starts a new generation (see
 // loadCredential).
 func (b *Broker) watchStore() {
-	w, ok := b.store.(storeWatcher)
+	w, ok := b.store.(keystore.Watcher)
 	if !ok {
 		return
 	}

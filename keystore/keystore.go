@@ -42,6 +42,12 @@
 //     This is the path for a headless system service, which has no session
 //     bus and so no Secret Service. The credential name is the account.
 //
+//   - "directory" ([NewDirectory]): read-only, one file per account in a
+//     directory (credentials_dir), the layout of a Kubernetes Secret volume
+//     and of Docker secrets (/run/secrets), for containers and hosts without
+//     systemd. Files must be private to brokerd ([ErrInsecureFile]); a file
+//     replaced in place is reported through [Watcher].
+//
 //   - "memory" ([NewMemory]): a map in process memory, for tests and
 //     `brokerd --dev` only.
 //
@@ -51,8 +57,8 @@
 // stored for the account. An error matching [ErrUnavailable] means the
 // backend could not be reached, is locked or did not answer in time; its
 // message names the backend and how to fix it. [ErrReadOnly],
-// [ErrInvalidAccount] and [ErrInvalidSecret] report requests no backend
-// state change will fix. Use errors.Is to test for all of them.
+// [ErrInvalidAccount], [ErrInvalidSecret] and [ErrInsecureFile] report
+// requests no backend state change will fix. Use errors.Is to test for all of them.
 //
 // keystore imports nothing else from tokenbroker.
 package keystore
@@ -112,8 +118,19 @@ type Store interface {
 	// MaxSize is the largest value, in bytes, Set can store (at most
 	// MaxValueSize; less in some OS keyrings).
 	MaxSize() int
-	// Name is the backend name for messages: "keyring", "memory" or "systemd".
+	// Name is the backend name for messages: "keyring", "memory",
+	// "systemd" or "directory".
 	Name() string
+}
+
+// Watcher is implemented by stores whose contents change outside brokerd
+// (files rotated in place). Watch calls changed with an account whose stored
+// value may have changed since the store last returned it from Get, until
+// ctx ends; it then returns nil. It returns an error at once when it cannot
+// watch (the store then works without notifications), and an error later if
+// watching stops before ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, changed func(account string)) error
 }
 
 // Options configures Open. The zero value selects the defaults.
@@ -123,19 +140,25 @@ type Options struct {
 	// CredentialsDir is the systemd credentials directory
 	// (default $CREDENTIALS_DIRECTORY).
 	CredentialsDir string
+	// Dir is the directory backend's directory (credentials_dir); it has no
+	// default.
+	Dir string
 }
 
-// Open returns the backend called name: "keyring", "systemd" or "memory".
+// Open returns the backend called name: "keyring", "systemd", "directory"
+// or "memory".
 func Open(name string, o Options) (Store, error) {
 	switch name {
 	case "keyring":
 		return NewKeyring(o.Timeout), nil
 	case "systemd":
 		return NewSystemd(o.CredentialsDir)
+	case "directory":
+		return NewDirectory(o.Dir)
 	case "memory":
 		return NewMemory(), nil
 	default:
-		return nil, fmt.Errorf("keystore: unknown backend %q: use one of keyring, systemd, memory", name)
+		return nil, fmt.Errorf("keystore: unknown backend %q: use one of keyring, systemd, directory, memory", name)
 	}
 }
 

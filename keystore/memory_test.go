@@ -120,7 +120,7 @@ func TestOpen(t *testing.T) {
 		if err == nil {
 			t.Fatalf("Open(%q) succeeded", bad)
 		}
-		for _, want := range []string{"keyring", "systemd", "memory"} {
+		for _, want := range []string{"keyring", "systemd", "directory", "memory"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("Open(%q) error %q does not list %q", bad, err, want)
 			}

@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg, err = loadConfig(o.config); err != nil {
 			return err
 		}
-		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{}); err != nil {
+		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{Dir: cfg.CredentialsDir()}); err != nil {
 			return err
 		}
 	}
