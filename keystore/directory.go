@@ -16,7 +16,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-
 // watchSettle is how long Watch lets a burst of directory events settle
 // before it looks at the files: a Kubernetes rotation is four or five
 // events (new timestamped directory, ..data_tmp, the rename over ..data,
