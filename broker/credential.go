@@ -221,6 +221,9 @@ func (b *Broker) keystoreReadError(a *app, err error) *Error {
 	fix := "store one with: brokerctl credential set --app " + a.name
 	if readOnly {
 		fix = "provision it and restart brokerd"
+		if _, ok := b.store.(keystore.Watcher); ok {
+			fix = "fix the file; brokerd reads it again when it changes"
+		}
 	}
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):

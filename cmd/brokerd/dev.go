@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,6 +35,9 @@ type dev struct {
 	idp  *entratest.Server
 	cfg  *broker.Config
 	opts broker.Options
+	// certFile holds a certificate and key registered on the demo app, to
+	// try `credential set --certificate` with; removed by close.
+	certDir, certFile string
 }
 
 // startDev starts the fake Entra ID on loopback TLS with the demo tenants
@@ -62,10 +67,38 @@ func startDev() (*dev, error) {
 		idp.Close()
 		return nil, err
 	}
-	return &dev{idp: idp, cfg: cfg, opts: broker.Options{Store: store, HTTPClient: idp.Client()}}, nil
+	d := &dev{idp: idp, cfg: cfg, opts: broker.Options{Store: store, HTTPClient: idp.Client()}}
+	if err := d.writeCertificate(); err != nil {
+		idp.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
-func (d *dev) close() { d.idp.Close() }
+// writeCertificate registers a fresh certificate on the demo app and
+// writes it, with its key, to a private temporary file.
+func (d *dev) writeCertificate() error {
+	now := time.Now()
+	cert, _, pem, err := entratest.NewCertificate("CN=tokenbroker dev certificate", now.Add(-time.Hour), now.Add(60*24*time.Hour))
+	if err != nil {
+		return fmt.Errorf("dev certificate: %w", err)
+	}
+	d.idp.AddCertificate(devClientID, cert)
+	if d.certDir, err = os.MkdirTemp("", "brokerd-dev-"); err != nil {
+		return fmt.Errorf("dev certificate: %w", err)
+	}
+	d.certFile = filepath.Join(d.certDir, "dev-certificate.pem")
+	if err := os.WriteFile(d.certFile, pem, 0o600); err != nil {
+		os.RemoveAll(d.certDir)
+		return fmt.Errorf("dev certificate: %w", err)
+	}
+	return nil
+}
+
+func (d *dev) close() {
+	d.idp.Close()
+	os.RemoveAll(d.certDir)
+}
 
 // devConfig is the TOML of the demo configuration: the demo app and
 // tenants at the fake Entra ID at idpURL, and the in-memory keystore.
@@ -80,7 +113,7 @@ func devConfig(idpURL string) string {
 
 // printDevBanner tells the user, like `vault server -dev`, what is running
 // and what to try.
-func printDevBanner(w io.Writer, socket string, explicit bool, idpURL string) {
+func printDevBanner(w io.Writer, socket string, explicit bool, idpURL, certFile string) {
 	ctl := "brokerctl"
 	if explicit {
 		ctl = "brokerctl --socket " + socket
@@ -99,7 +132,10 @@ func printDevBanner(w io.Writer, socket string, explicit bool, idpURL string) {
     %s tenants
     %s get --tenant tailspin          # shows the admin-consent error
     echo -n %s | %s credential set --app %s
+    %s credential set --app %s --certificate %s
+    %s credential show --app %s
 
 Stop with Ctrl-C. Started %s.
-`, idpURL, socket, devApp, devClientID, ctl, ctl, ctl, devSecret, ctl, devApp, time.Now().Format(time.RFC3339))
+`, idpURL, socket, devApp, devClientID, ctl, ctl, ctl, devSecret, ctl, devApp, ctl, devApp, certFile, ctl, devApp,
+		time.Now().Format(time.RFC3339))
 }

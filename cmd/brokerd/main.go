@@ -149,8 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var (
-		cfg  *broker.Config
-		bopt broker.Options
+		cfg      *broker.Config
+		bopt     broker.Options
+		devCerts string
 	)
 	if o.dev {
 		d, err := startDev()
@@ -158,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer d.close()
-		cfg, bopt = d.cfg, d.opts
+		cfg, bopt, devCerts = d.cfg, d.opts, d.certFile
 	} else {
 		if cfg, err = loadConfig(o.config); err != nil {
 			return err
@@ -191,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.dev {
 		// brokerctl needs --socket unless it finds this socket by itself.
 		def, err := client.SocketPath("")
-		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost())
+		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost(), devCerts)
 	}
 
 	select {
