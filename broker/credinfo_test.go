@@ -183,3 +183,33 @@ func TestDeleteCredentialRefused(t *testing.T) {
 	_, _, err = h.b.SetCredential(context.Background(), broker.SetRequest{App: "federated", Kind: keystore.KindSecret, Value: keystore.NewSecret("x")})
 	wantError(t, err, broker.KindFailedPrecondition, "assertion_file")
 }
+
+// A GetCredential whose keystore read is overtaken by a SetCredential
+// answers with the new credential, not an error about the change.
+func TestGetCredentialDuringSet(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	h := newCredHarness(t, w, broker.Options{}) // not started: nothing read yet
+	release := h.store.HoldGets(w.ClientID)
+	defer release()
+	type answer struct {
+		info broker.CredentialInfo
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		info, err := h.b.GetCredential(context.Background(), w.App)
+		answered <- answer{info, err}
+	}()
+	brokertest.WaitFor(t, "GetCredential's keystore read", func() bool { return h.store.Gets() == 1 })
+	now := h.clk.Now()
+	cert, pemData := newCert(t, now, now.Add(100*24*time.Hour))
+	w.IdP.AddCertificate(w.ClientID, cert)
+	if _, _, err := setCert(h, w.App, pemData); err != nil {
+		t.Fatal(err)
+	}
+	r := <-answered
+	if r.err != nil || r.info.ThumbprintSHA1 != entratest.Thumbprint(cert) {
+		t.Errorf("GetCredential during SetCredential: %+v, %v", r.info, r.err)
+	}
+}

@@ -290,9 +290,6 @@ func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialI
 		return CredentialInfo{}, err
 	}
 	defer b.wg.Done()
-	b.mu.Lock()
-	gen := a.gen
-	b.mu.Unlock()
 	type answer struct {
 		h   *held
 		err *Error
@@ -301,8 +298,18 @@ func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialI
 	b.wg.Add(1) // while entered, so Close waits for it
 	go func() {
 		defer b.wg.Done()
-		h, err := b.credential(a, gen) // returns within the keystore timeout, or at Close
-		done <- answer{h, err}
+		for {
+			b.mu.Lock()
+			gen := a.gen
+			b.mu.Unlock()
+			// Returns within the keystore timeout, or at Close.
+			h, err := b.credential(a, gen)
+			if err != nil && errors.Is(err, errStale) {
+				continue // the credential changed meanwhile: describe the new one
+			}
+			done <- answer{h, err}
+			return
+		}
 	}()
 	select {
 	case r := <-done:
