@@ -3,8 +3,11 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +214,50 @@ func TestGetCredentialDuringSet(t *testing.T) {
 	r := <-answered
 	if r.err != nil || r.info.ThumbprintSHA1 != entratest.Thumbprint(cert) {
 		t.Errorf("GetCredential during SetCredential: %+v, %v", r.info, r.err)
+	}
+}
+
+// lateDeleteStore's first Delete never answers in time, and deletes once
+// late is closed, as an abandoned keyring call can.
+type lateDeleteStore struct {
+	*brokertest.Store
+	late  chan struct{}
+	first atomic.Bool
+}
+
+func (s *lateDeleteStore) Delete(ctx context.Context, account string) error {
+	if !s.first.CompareAndSwap(false, true) {
+		return s.Store.Delete(ctx, account)
+	}
+	go func() {
+		<-s.late
+		s.Store.Delete(context.Background(), account)
+	}()
+	<-ctx.Done()
+	return fmt.Errorf("%w: test store: no answer: %w", keystore.ErrUnavailable, ctx.Err())
+}
+
+// A delete whose answer is lost may still take effect: DeleteCredential
+// says the outcome is unknown and how to settle it, not that nothing was
+// deleted; deleting again settles it.
+func TestDeleteCredentialOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	st := &lateDeleteStore{Store: w.Store(t), late: make(chan struct{})}
+	h := newCredHarness(t, w, broker.Options{Store: st})
+	h.b.Start()
+	h.advance(time.Second)
+	_, err := h.b.DeleteCredential(context.Background(), w.App)
+	wantError(t, err, broker.KindOutcomeUnknown, "may or may not be deleted", "brokerctl credential delete --app partner")
+	if !strings.Contains(err.Error(), "did not answer in time") {
+		t.Errorf("the error does not say why: %v", err)
+	}
+	close(st.late)
+	brokertest.WaitFor(t, "the abandoned delete", func() bool {
+		_, err := st.Store.Get(context.Background(), w.ClientID)
+		return errors.Is(err, keystore.ErrNotFound)
+	})
+	if _, err := h.b.DeleteCredential(context.Background(), w.App); err != nil {
+		t.Errorf("deleting again: %v", err)
 	}
 }
