@@ -187,8 +187,13 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 	close(f.done)
 	b.mu.Unlock()
 	b.log.Log(context.Background(), logLevel, logMsg, logArgs...)
-	if err == nil && !f.stale && e == e.t.def {
-		b.warnMissingRoles(e.t, tok)
+	if err == nil && !f.stale {
+		// A credential about to expire is warned of again, once a day,
+		// as long as tokens come from it.
+		b.warnExpiry(a)
+		if e == e.t.def {
+			b.warnMissingRoles(e.t, tok)
+		}
 	}
 }
 

@@ -360,7 +360,16 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 	case errors.Is(err, keystore.ErrNotFound):
 		// Nothing to delete; what brokerd holds goes all the same, as a
 		// restart would lose it.
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, keystore.ErrUnavailable):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		if b.ctx.Err() != nil {
+			return CredentialInfo{}, errClosing()
+		}
+		// An abandoned keyring call can still take effect; deleting
+		// again is harmless either way.
+		return CredentialInfo{}, &Error{Kind: KindOutcomeUnknown, Msg: fmt.Sprintf(
+			"the %s keystore did not answer in time: the credential of app %s may or may not be deleted, and brokerd still uses it; "+
+				"run brokerctl credential delete --app %s again", b.store.Name(), a.name, a.name)}
+	case errors.Is(err, keystore.ErrUnavailable):
 		return CredentialInfo{}, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
 			"the credential of app %s was not deleted: %v", a.name, err)}
 	case err != nil:

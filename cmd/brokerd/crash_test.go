@@ -35,7 +35,7 @@ func TestKillDuringRefreshAndCredentialChange(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, tool, "lookup", "service", "tokenbroker", "username", clientID).Output()
-		if err != nil || string(out) != want {
+		if err != nil || storedSecret(out) != want {
 			t.Fatalf("the keyring does not hold the expected secret (%d bytes, %v)", len(out), err)
 		}
 	}

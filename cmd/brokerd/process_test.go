@@ -35,6 +35,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testuser"
+	"github.com/tokenbroker/tokenbroker/keystore"
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
 )
 
@@ -1038,6 +1039,16 @@ func requireSecretService(t *testing.T) string {
 	return tool
 }
 
+// storedSecret is the client secret in a keystore value (brokerd's stored
+// form, or a bare secret); "" when it holds none.
+func storedSecret(v []byte) string {
+	c, err := keystore.Decode(keystore.NewSecret(string(v)))
+	if err != nil || c.Kind != keystore.KindSecret {
+		return ""
+	}
+	return c.Value.Reveal()
+}
+
 // keystore = "keyring": credential set writes the Secret Service item
 // other tools see, and a restarted brokerd reads it back.
 func TestKeyringKeystore(t *testing.T) {
@@ -1068,7 +1079,7 @@ func TestKeyringKeystore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("secret-tool lookup service tokenbroker username %s: %v", clientID, err)
 	}
-	if string(out) != w.secret {
+	if got := storedSecret(out); got != w.secret {
 		t.Errorf("the keyring item holds %d bytes, not the secret given to credential set", len(out))
 	}
 	wantTenant(t, s.get("northwind"), w.tenants["northwind"])
