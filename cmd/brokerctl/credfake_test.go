@@ -13,11 +13,11 @@ import (
 type credBroker struct {
 	*brokertest.FakeBroker
 
-	Info   *brokerv1.CredentialInfo // answers both; nil is an empty one
-	Err    error                    // returned instead, when set
-	mu     sync.Mutex
-	gets   []string
-	delets []string
+	Info    *brokerv1.CredentialInfo // answers both; nil is an empty one
+	Err     error                    // returned instead, when set
+	mu      sync.Mutex
+	gets    []string
+	deletes []string
 }
 
 func newCredBroker(info *brokerv1.CredentialInfo) *credBroker {
@@ -36,7 +36,7 @@ func (b *credBroker) GetCredential(_ context.Context, req *brokerv1.GetCredentia
 
 func (b *credBroker) DeleteCredential(_ context.Context, req *brokerv1.DeleteCredentialRequest) (*brokerv1.DeleteCredentialResponse, error) {
 	b.mu.Lock()
-	b.delets = append(b.delets, req.GetApp())
+	b.deletes = append(b.deletes, req.GetApp())
 	b.mu.Unlock()
 	if b.Err != nil {
 		return nil, b.Err
@@ -49,5 +49,5 @@ func (b *credBroker) DeleteCredential(_ context.Context, req *brokerv1.DeleteCre
 func (b *credBroker) requests() (gets, deletes []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]string(nil), b.gets...), append([]string(nil), b.delets...)
+	return append([]string(nil), b.gets...), append([]string(nil), b.deletes...)
 }
