@@ -345,8 +345,9 @@ func TestCredentialSetTakesNoSecretFlag(t *testing.T) {
 	}
 	var names []string
 	set.Flags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
-	if !slices.Equal(names, []string{"app"}) {
-		t.Errorf("credential set flags = %v, want only app", names)
+	// Files, names and dates: none takes the secret itself.
+	if want := []string{"app", "certificate", "expires", "key", "no-verify", "verify-tenant"}; !slices.Equal(names, want) {
+		t.Errorf("credential set flags = %v, want %v", names, want)
 	}
 }
 

@@ -6,10 +6,15 @@
 //	brokerctl get --tenant contoso            # print a token, nothing else
 //	brokerctl tenants                          # the state of every tenant
 //	brokerctl credential set --app partner     # store a client secret (stdin)
+//	brokerctl credential set --app partner --certificate partner.pfx
+//	brokerctl credential show --app partner    # kind, thumbprint, expiry
 //
 // Security role: scripts use brokerctl get instead of holding the app's
 // client secret. credential set reads the secret from stdin or a no-echo
-// prompt, never from the command line, and never prints it. Like every
+// prompt, never from the command line, and never prints it; a certificate
+// file is read by brokerctl as the invoking user (brokerd never opens a
+// path on a caller's behalf), and its key and PKCS#12 password are never
+// printed either. Like every
 // broker/client caller, brokerctl sends nothing to a socket whose path
 // other users control or whose daemon runs as a uid it does not trust
 // (--expect-uid, $BROKERD_UID name one more).

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -34,8 +35,15 @@ set"); EXPIRES IN, the time left on the cached token; NEXT REFRESH, when
 brokerd will next fetch a token; LAST ERROR, the last failure and what to do
 about it. "-" means none.
 
---output json prints brokerd's ListTenantsResponse as protobuf JSON with its
-snake_case field names (fields with zero values are left out), for scripts.`,
+When brokerd reports its apps' credentials, a second table follows: APP,
+CREDENTIAL (secret, certificate or assertion_file), THUMBPRINT (a
+certificate's SHA-1 thumbprint, shortened) and EXPIRES (the date and days
+left; "unknown" for a secret stored without --expires), then a WARNING line
+for each credential that has expired or expires within 30 days.
+
+--output json prints brokerd's ListTenantsResponse (tenants, and apps with
+their credentials) as protobuf JSON with its snake_case field names (fields
+with zero values are left out), for scripts.`,
 		Example: `  brokerctl tenants
 
   # Names of the tenants that are not ready
@@ -63,8 +71,9 @@ func (c *cli) tenants(output string) error {
 	defer bc.Close()
 
 	var ts []*brokerv1.TenantStatus
+	var apps []*brokerv1.AppStatus
 	err = c.call(func(ctx context.Context) error {
-		ts, err = bc.ListTenants(ctx)
+		ts, apps, err = bc.ListTenantsAndApps(ctx)
 		return err
 	})
 	if err != nil {
@@ -72,14 +81,17 @@ func (c *cli) tenants(output string) error {
 	}
 
 	if output == outputJSON {
-		return c.printTenantsJSON(ts)
+		return c.printTenantsJSON(ts, apps)
 	}
-	return c.printTenantsTable(ts)
+	if err := c.printTenantsTable(ts); err != nil {
+		return err
+	}
+	return c.printAppCredentials(apps)
 }
 
-func (c *cli) printTenantsJSON(ts []*brokerv1.TenantStatus) error {
+func (c *cli) printTenantsJSON(ts []*brokerv1.TenantStatus, apps []*brokerv1.AppStatus) error {
 	out, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.
-		Marshal(&brokerv1.ListTenantsResponse{Tenants: ts})
+		Marshal(&brokerv1.ListTenantsResponse{Tenants: ts, Apps: apps})
 	if err != nil {
 		return fmt.Errorf("encoding the tenants as JSON: %w", err)
 	}
@@ -102,6 +114,77 @@ func (c *cli) printTenantsTable(ts []*brokerv1.TenantStatus) error {
 			cell(t.GetLastError()))
 	}
 	return tw.Flush()
+}
+
+// printAppCredentials prints the apps' credentials after the tenants
+// table, and a warning for each that has expired or expires soon. It
+// prints nothing when brokerd reports no credential (a brokerd that does
+// not, or a caller it does not tell).
+func (c *cli) printAppCredentials(apps []*brokerv1.AppStatus) error {
+	if !slices.ContainsFunc(apps, func(a *brokerv1.AppStatus) bool { return a.GetCredential() != nil }) {
+		return nil
+	}
+	now := c.now()
+	var warnings []string
+	fmt.Fprintln(c.stdout)
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tCREDENTIAL\tTHUMBPRINT\tEXPIRES")
+	for _, a := range apps {
+		cred := a.GetCredential()
+		kind, expires := "-", "-"
+		if cred != nil {
+			kind, expires = kindName(cred.GetKind()), "unknown"
+		}
+		if exp := cred.GetExpiresAt(); exp != nil {
+			expires = shortExpiry(now, exp.AsTime())
+			if left := exp.AsTime().Sub(now); left <= 0 {
+				warnings = append(warnings, fmt.Sprintf("WARNING: the %s of app %s EXPIRED on %s: its tenants fail once their cached tokens run out; rotate it with `brokerctl credential set --app %s`",
+					kindName(cred.GetKind()), oneLine(a.GetName()), exp.AsTime().UTC().Format(time.DateOnly), oneLine(a.GetName())))
+			} else if left <= expiryWarning {
+				warnings = append(warnings, fmt.Sprintf("WARNING: the %s of app %s expires on %s (%s): rotate it with `brokerctl credential set --app %s`",
+					kindName(cred.GetKind()), oneLine(a.GetName()), exp.AsTime().UTC().Format(time.DateOnly), daysText(daysLeft(now, exp.AsTime())), oneLine(a.GetName())))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(a.GetName()), kind, shortThumbprint(cred.GetThumbprintSha1()), expires)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintln(c.stdout)
+	}
+	for _, w := range warnings {
+		if _, err := fmt.Fprintln(c.stdout, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shortExpiry is "2027-03-01 (365 days left)" for the apps table.
+func shortExpiry(now, exp time.Time) string {
+	d := daysLeft(now, exp)
+	if d < 0 || !exp.After(now) {
+		return exp.UTC().Format(time.DateOnly) + " (EXPIRED)"
+	}
+	return exp.UTC().Format(time.DateOnly) + " (" + daysText(d) + ")"
+}
+
+// daysText is "12 days left", or "less than a day left".
+func daysText(days int) string {
+	if days == 0 {
+		return "less than a day left"
+	}
+	return fmt.Sprintf("%d %s left", days, plural(days, "day"))
+}
+
+// shortThumbprint is a thumbprint's first 8 hex digits, enough to tell
+// certificates apart at a glance; "-" when there is none.
+func shortThumbprint(tp string) string {
+	if len(tp) <= 8 {
+		return cell(tp)
+	}
+	return tp[:8] + "..."
 }
 
 // stateName is the lower-case word for a tenant state in the table.
