@@ -78,36 +78,31 @@ func (ss *secretService) up() {
 		_, err := os.Stat(filepath.Join(ss.dir, "bus"))
 		return err == nil
 	})
-	ss.startKeyring(false)
+	ss.startKeyring()
 }
 
 // startKeyring starts gnome-keyring-daemon in the foreground, unlocking
-// the login keyring with a throwaway password; replace takes over from a
-// daemon already running (which is how a locked keyring gets unlocked
-// here: there is no prompt without a display).
-func (ss *secretService) startKeyring(replace bool) {
+// the login keyring with a throwaway password. A daemon already running
+// is stopped first: starting afresh is how a locked keyring gets unlocked
+// here, as there is no prompt without a display.
+func (ss *secretService) startKeyring() {
 	t := ss.t
 	t.Helper()
-	args := []string{"--foreground", "--unlock", "--components=secrets"}
-	if replace {
-		args = append(args, "--replace")
+	if old := ss.keyring; old != nil {
+		_ = old.Process.Kill()
+		_ = old.Wait()
 	}
-	k := exec.Command("gnome-keyring-daemon", args...)
+	k := exec.Command("gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets")
 	k.Env = append(childEnv(), ss.env()...)
 	k.Stdin = strings.NewReader("pw")
 	if err := k.Start(); err != nil {
 		t.Fatalf("gnome-keyring-daemon: %v", err)
 	}
-	old := ss.keyring
 	ss.keyring = k
 	brokertest.WaitFor(t, "gnome-keyring on the private bus", func() bool {
 		_, err := ss.run("", "secret-tool", "search", "service", "tokenbroker-none")
 		return err == nil
 	})
-	if old != nil {
-		_ = old.Process.Kill()
-		_ = old.Wait()
-	}
 }
 
 // lock locks the login collection, as a screen lock or a timeout does.
@@ -211,7 +206,11 @@ func TestKeyringTrouble(t *testing.T) {
 			t.Errorf("get with a locked keyring: %q does not name %q", r.stderr, want)
 		}
 	}
-	ss.startKeyring(true) // unlocked
+	ss.startKeyring() // unlocked
+	brokertest.WaitFor(t, "the login collection unlocked", func() bool {
+		_, ok := ss.lookup(clientID)
+		return ok
+	})
 	s.ctl("", "credential", "show", "--app", "partner").wantExit(t, 0, "secret")
 	wantTenant(t, s.get("woodgrove"), w.tenants["woodgrove"])
 
@@ -235,7 +234,10 @@ func TestKeyringTrouble(t *testing.T) {
 	if item.Version != 1 || item.Kind != "secret" || item.Value != w.secret || item.SetAt.IsZero() || item.Expires.IsZero() {
 		t.Errorf("keyring item: version %d kind %q value ok %v set_at %v expires_at %v", item.Version, item.Kind, item.Value == w.secret, item.SetAt, item.Expires)
 	}
-	attrs, err := ss.run("", "secret-tool", "search", "--all", "service", "tokenbroker", "username", clientID)
+	search := exec.Command("secret-tool", "search", "--all", "service", "tokenbroker", "username", clientID)
+	search.Env = append(childEnv(), ss.env()...)
+	out, err := search.CombinedOutput() // secret-tool prints the attributes on stderr
+	attrs := string(out)
 	if err != nil {
 		t.Fatalf("secret-tool search: %v", err)
 	}

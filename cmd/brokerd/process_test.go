@@ -493,7 +493,8 @@ func TestDevMode(t *testing.T) {
 	// The table.
 	r := s.ctl("", "tenants")
 	r.wantExit(t, 0)
-	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	table, apps, _ := strings.Cut(r.stdout, "\n\n") // the tenants, then the apps and their credentials
+	lines := strings.Split(table, "\n")
 	if len(lines) != 4 || !regexp.MustCompile(`^NAME\s+TENANT ID\s+APP\s+STATE\s+EXPIRES IN\s+NEXT REFRESH\s+LAST ERROR$`).MatchString(lines[0]) {
 		t.Errorf("tenants table:\n%s", r.stdout)
 	}
@@ -520,8 +521,24 @@ func TestDevMode(t *testing.T) {
 		t.Errorf("%v; want the stored-and-verified line", r)
 	}
 	wantTenant(t, s.get("contoso"), contosoID)
+	if !regexp.MustCompile(`(?m)^partner\s+secret\s`).MatchString(apps) {
+		t.Errorf("tenants shows no credential row for app partner:\n%s", r.stdout)
+	}
 
-	s.checkNoLeaks([]string{devSecret, wrong}, []string{token})
+	// The banner's certificate: registered on the demo app, so it verifies.
+	m = regexp.MustCompile(`credential set --app partner --certificate (\S+)`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner does not offer a certificate to try:\n%s", banner)
+	}
+	s.ctl("", "credential", "set", "--app", "partner", "--certificate", m[1]).wantExit(t, 0, "stored (verified with tenant", "thumbprint")
+	s.ctl("", "credential", "show", "--app", "partner").wantExit(t, 0, "certificate", "memory", "CN=tokenbroker dev certificate")
+	pem, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.get("fabrikam")
+
+	s.checkNoLeaks([]string{devSecret, wrong, keyBody(pem)}, []string{token})
 }
 
 // brokerd creates the socket's missing directory 0700 and the socket
