@@ -136,11 +136,16 @@ type Fault struct {
 	TokenSize int
 }
 
+// signingKey is the RSA key every Server of the process signs access tokens with, made once:
+// RSA key generation is slow under the race detector, and test suites start hundreds of Servers.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
 // NewServer starts a fake Entra ID on https://127.0.0.1:<random port> with a fresh self-signed
-// certificate (valid for 127.0.0.1, ::1 and localhost) and a fresh RSA signing key. It has no apps
+// certificate (valid for 127.0.0.1, ::1 and localhost). It signs tokens with an RSA key shared by
+// every Server of the process (so one Server's tokens verify with another's key). It has no apps
 // and no tenants; add them with AddApp and AddTenant. Call Close when done.
 func NewServer() (*Server, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := signingKey()
 	if err != nil {
 		return nil, fmt.Errorf("entratest: generating signing key: %w", err)
 	}
