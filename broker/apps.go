@@ -17,6 +17,9 @@ type AppStatus struct {
 	// Credential describes the credential the broker holds; nil when it
 	// holds none (not read yet, or the keystore has none).
 	Credential *CredentialInfo
+	// CredentialError is why the last keystore call for the credential
+	// (read, write, delete) failed; "" once one succeeds.
+	CredentialError string
 }
 
 // Apps reports every configured app, sorted by name.
@@ -26,10 +29,12 @@ func (b *Broker) Apps() []AppStatus {
 		s := AppStatus{Name: ac.Name, ClientID: ac.ClientID, AuthorityHost: ac.AuthorityHost,
 			RequiredRoles: slices.Clone(ac.RequiredRoles)}
 		b.mu.Lock()
-		if h := b.apps[ac.Name].cred; h != nil {
+		a := b.apps[ac.Name]
+		if h := a.cred; h != nil {
 			info := h.info
 			s.Credential = &info
 		}
+		s.CredentialError = a.storeErr
 		b.mu.Unlock()
 		out = append(out, s)
 	}

@@ -14,15 +14,16 @@ import (
 
 // Defaults for the keys a configuration may leave out.
 const (
-	DefaultAuthorityHost = "https://login.microsoftonline.com"
-	DefaultScope         = "https://api.securitycenter.microsoft.com/.default"
-	DefaultKeystore      = "keyring"
-	DefaultRefreshBefore = 15 * time.Minute
-	DefaultMinValid      = 5 * time.Minute
-	DefaultIdPTimeout    = 30 * time.Second
-	DefaultPrefetch      = 8
-	DefaultPrefetchRate  = 50
-	DefaultMaxInFlight   = 32
+	DefaultAuthorityHost   = "https://login.microsoftonline.com"
+	DefaultScope           = "https://api.securitycenter.microsoft.com/.default"
+	DefaultKeystore        = "keyring"
+	DefaultRefreshBefore   = 15 * time.Minute
+	DefaultMinValid        = 5 * time.Minute
+	DefaultIdPTimeout      = 30 * time.Second
+	DefaultKeystoreTimeout = 5 * time.Second
+	DefaultPrefetch        = 8
+	DefaultPrefetchRate    = 50
+	DefaultMaxInFlight     = 32
 )
 
 // Config is a validated configuration: ParseConfig and LoadConfig are the
@@ -35,6 +36,7 @@ type Config struct {
 	refreshBefore       time.Duration // > 0
 	minValid            time.Duration // > 0
 	idpTimeout          time.Duration // > 0
+	keystoreTimeout     time.Duration // > 0
 	prefetchConcurrency int           // 1..1024
 	prefetchRate        int           // 1..10000
 	maxIdPRequests      int           // 1..4096
@@ -102,6 +104,10 @@ func (c *Config) MinValid() time.Duration { return c.minValid }
 
 // IdPTimeout bounds one token request to Entra ID.
 func (c *Config) IdPTimeout() time.Duration { return c.idpTimeout }
+
+// KeystoreTimeout bounds one keystore call (keystore_timeout): brokerd
+// passes it to the keystore and to the broker.
+func (c *Config) KeystoreTimeout() time.Duration { return c.keystoreTimeout }
 
 // PrefetchConcurrency bounds the scheduled token requests (first fetch,
 // refresh, retry) in flight at once.

@@ -23,6 +23,9 @@ type document struct {
 	MinValid *duration `toml:"min_valid"`
 	// IdPTimeout bounds one token request to Entra ID.
 	IdPTimeout *duration `toml:"idp_timeout"`
+	// KeystoreTimeout bounds one keystore call: a locked keyring may wait
+	// on an unlock prompt for ever.
+	KeystoreTimeout *duration `toml:"keystore_timeout"`
 	// PrefetchConcurrency bounds the scheduled token requests (first
 	// fetch, refresh, retry) in flight at once.
 	PrefetchConcurrency *int `toml:"prefetch_concurrency"`

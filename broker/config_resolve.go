@@ -16,6 +16,7 @@ func (d *document) setDefaults() {
 	setDefault(&d.RefreshBefore, duration(DefaultRefreshBefore))
 	setDefault(&d.MinValid, duration(DefaultMinValid))
 	setDefault(&d.IdPTimeout, duration(DefaultIdPTimeout))
+	setDefault(&d.KeystoreTimeout, duration(DefaultKeystoreTimeout))
 	setDefault(&d.PrefetchConcurrency, DefaultPrefetch)
 	setDefault(&d.PrefetchRate, DefaultPrefetchRate)
 	setDefault(&d.MaxIdPRequests, DefaultMaxInFlight)
@@ -122,6 +123,9 @@ func resolveScalars(c *Config, d *document) error {
 		return err
 	}
 	if c.idpTimeout, err = durationIn("idp_timeout", *d.IdPTimeout, 10*time.Minute); err != nil {
+		return err
+	}
+	if c.keystoreTimeout, err = durationIn("keystore_timeout", *d.KeystoreTimeout, 5*time.Minute); err != nil {
 		return err
 	}
 	if c.prefetchConcurrency, err = intIn("prefetch_concurrency", *d.PrefetchConcurrency, 1024, ""); err != nil {

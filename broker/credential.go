@@ -111,6 +111,12 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 
 	b.mu.Lock()
 	a.load = nil
+	if !b.closed && a.gen == gen {
+		a.storeErr = ""
+		if kerr != nil {
+			a.storeErr = kerr.Msg
+		}
+	}
 	rereading := !a.rereadUntil.IsZero() && now.Before(a.rereadUntil)
 	if !rereading {
 		a.rereadUntil, a.rereads = time.Time{}, 0

@@ -105,12 +105,12 @@ func (b *Broker) SetCredential(ctx context.Context, req SetRequest) (string, Cre
 			return "", CredentialInfo{}, errorf(KindUnavailable, "brokerd is shutting down: the new credential of app %s may or may not be stored; "+
 				"check with `brokerctl credential show --app %s` once brokerd is back", a.name, a.name)
 		}
-		return "", CredentialInfo{}, b.keystoreWriteError(a, err, now)
+		return "", CredentialInfo{}, b.noteStoreError(a, b.keystoreWriteError(a, err, now))
 	}
 	b.mu.Lock()
 	// A window of re-reads after an earlier lost write stays open: that
 	// write can still land, and then the store holds it.
-	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt = h, nil, 0, false, time.Time{}
+	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt, a.storeErr = h, nil, 0, false, time.Time{}, ""
 	a.gen++
 	if a.rereadUntil.IsZero() {
 		b.unqueueLocked(&a.task) // no read of the store is needed now
@@ -243,6 +243,15 @@ func (b *Broker) keystoreWriteError(a *app, err error, now time.Time) *Error {
 	return &Error{Kind: KindFailedPrecondition, Msg: fmt.Sprintf("the new credential of app %s was not stored: %v", a.name, err)}
 }
 
+// noteStoreError records e as why the last keystore call for a's
+// credential failed, for ListTenants, and returns it.
+func (b *Broker) noteStoreError(a *app, e *Error) *Error {
+	b.mu.Lock()
+	a.storeErr = e.Msg
+	b.mu.Unlock()
+	return e
+}
+
 // verify asks Entra ID for a token with the new credential: in only, when
 // given, else in up to verifyTenants of the app's tenants. A rejected
 // credential or an unreachable Entra ID is an error; tenants that cannot
@@ -366,21 +375,21 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 		}
 		// An abandoned keyring call can still take effect; deleting
 		// again is harmless either way.
-		return CredentialInfo{}, &Error{Kind: KindOutcomeUnknown, Msg: fmt.Sprintf(
+		return CredentialInfo{}, b.noteStoreError(a, &Error{Kind: KindOutcomeUnknown, Msg: fmt.Sprintf(
 			"the %s keystore did not answer in time: the credential of app %s may or may not be deleted, and brokerd still uses it; "+
-				"run brokerctl credential delete --app %s again", b.store.Name(), a.name, a.name)}
+				"run brokerctl credential delete --app %s again", b.store.Name(), a.name, a.name)})
 	case errors.Is(err, keystore.ErrUnavailable):
-		return CredentialInfo{}, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
-			"the credential of app %s was not deleted: %v", a.name, err)}
+		return CredentialInfo{}, b.noteStoreError(a, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+			"the credential of app %s was not deleted: %v", a.name, err)})
 	case err != nil:
 		if b.ctx.Err() != nil {
 			return CredentialInfo{}, errClosing()
 		}
-		return CredentialInfo{}, errorf(KindFailedPrecondition, "the credential of app %s was not deleted: %v", a.name, err)
+		return CredentialInfo{}, b.noteStoreError(a, errorf(KindFailedPrecondition, "the credential of app %s was not deleted: %v", a.name, err))
 	}
 	b.mu.Lock()
 	had := a.cred != nil
-	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt = nil, nil, 0, false, time.Time{}
+	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt, a.storeErr = nil, nil, 0, false, time.Time{}, ""
 	a.rereadUntil, a.rereads = time.Time{}, 0
 	a.gen++
 	b.unqueueLocked(&a.task)

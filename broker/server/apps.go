@@ -40,10 +40,14 @@ func appsFor(b *broker.Broker, caller broker.Caller, tenants []*brokerv1.TenantS
 	for _, a := range b.Apps() {
 		if admin || used[a.Name] {
 			as := &brokerv1.AppStatus{Name: a.Name, ClientId: a.ClientID, AuthorityHost: a.AuthorityHost, RequiredRoles: a.RequiredRoles}
-			if admin && a.Credential != nil {
-				// What an app authenticates with is the administrator's
-				// business; callers with a tenant's tokens need not know.
-				as.Credential = credentialInfo(*a.Credential)
+			if admin {
+				// What an app authenticates with, and how its keystore
+				// fares, is the administrator's business; callers with a
+				// tenant's tokens need not know.
+				if a.Credential != nil {
+					as.Credential = credentialInfo(*a.Credential)
+				}
+				as.CredentialError = a.CredentialError
 			}
 			out = append(out, as)
 		}

@@ -271,7 +271,7 @@ func TestTenantsShowsAppCredentials(t *testing.T) {
 	unknown := &brokerv1.CredentialInfo{App: "quiet", Kind: brokerv1.CredentialKind_CREDENTIAL_KIND_SECRET, Keystore: "systemd"}
 	apps := []*brokerv1.AppStatus{
 		{Name: "legacy", Credential: expired},
-		{Name: "none"},
+		{Name: "none", CredentialError: "cannot read the credential of app none: keystore: keyring get: Secret Service unavailable; unlock the login keyring"},
 		{Name: "other", Credential: fine},
 		{Name: "partner", Credential: soon},
 		{Name: "quiet", Credential: unknown},
@@ -291,6 +291,7 @@ func TestTenantsShowsAppCredentials(t *testing.T) {
 		"quiet    secret       -            unknown\n" +
 		"\n" +
 		"WARNING: the secret of app legacy EXPIRED on 2026-02-27: its tenants fail once their cached tokens run out; rotate it with `brokerctl credential set --app legacy`\n" +
+		"WARNING: app none: cannot read the credential of app none: keystore: keyring get: Secret Service unavailable; unlock the login keyring\n" +
 		"WARNING: the certificate of app partner expires on 2026-03-13 (12 days left): rotate it with `brokerctl credential set --app partner`\n"
 	if appsPart != want {
 		t.Errorf("apps part:\n%s\nwant:\n%s", appsPart, want)

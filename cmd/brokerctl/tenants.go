@@ -39,7 +39,10 @@ When brokerd reports its apps' credentials, a second table follows: APP,
 CREDENTIAL (secret, certificate or assertion_file), THUMBPRINT (a
 certificate's SHA-1 thumbprint, shortened) and EXPIRES (the date and days
 left; "unknown" for a secret stored without --expires), then a WARNING line
-for each credential that has expired or expires within 30 days.
+for each credential that has expired or expires within 30 days, and for
+each app whose last keystore call failed (a locked or unreachable keyring,
+a credential file brokerd refuses), with the fix. brokerd tells only root
+and its own user.
 
 --output json prints brokerd's ListTenantsResponse (tenants, and apps with
 their credentials) as protobuf JSON with its snake_case field names (fields
@@ -117,11 +120,11 @@ func (c *cli) printTenantsTable(ts []*brokerv1.TenantStatus) error {
 }
 
 // printAppCredentials prints the apps' credentials after the tenants
-// table, and a warning for each that has expired or expires soon. It
-// prints nothing when brokerd reports no credential (a brokerd that does
-// not, or a caller it does not tell).
+// table, and a warning for each that has expired or expires soon, and for
+// each app whose last keystore call failed. It prints nothing when brokerd
+// reports neither (a brokerd that does not, or a caller it does not tell).
 func (c *cli) printAppCredentials(apps []*brokerv1.AppStatus) error {
-	if !slices.ContainsFunc(apps, func(a *brokerv1.AppStatus) bool { return a.GetCredential() != nil }) {
+	if !slices.ContainsFunc(apps, func(a *brokerv1.AppStatus) bool { return a.GetCredential() != nil || a.GetCredentialError() != "" }) {
 		return nil
 	}
 	now := c.now()
@@ -144,6 +147,9 @@ func (c *cli) printAppCredentials(apps []*brokerv1.AppStatus) error {
 				warnings = append(warnings, fmt.Sprintf("WARNING: the %s of app %s expires on %s (%s): rotate it with `brokerctl credential set --app %s`",
 					kindName(cred.GetKind()), oneLine(a.GetName()), exp.AsTime().UTC().Format(time.DateOnly), daysText(daysLeft(now, exp.AsTime())), oneLine(a.GetName())))
 			}
+		}
+		if e := a.GetCredentialError(); e != "" {
+			warnings = append(warnings, fmt.Sprintf("WARNING: app %s: %s", oneLine(a.GetName()), oneLine(e)))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(a.GetName()), kind, shortThumbprint(cred.GetThumbprintSha1()), expires)
 	}

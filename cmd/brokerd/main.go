@@ -164,9 +164,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg, err = loadConfig(o.config); err != nil {
 			return err
 		}
-		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{Dir: cfg.CredentialsDir()}); err != nil {
+		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{Dir: cfg.CredentialsDir(), Timeout: cfg.KeystoreTimeout()}); err != nil {
 			return err
 		}
+		bopt.KeystoreTimeout = cfg.KeystoreTimeout()
 	}
 	bopt.Logger = log
 	b, err := broker.New(cfg, bopt)

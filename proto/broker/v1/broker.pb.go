@@ -620,9 +620,13 @@ type AppStatus struct {
 	RequiredRoles []string `protobuf:"bytes,4,rep,name=required_roles,json=requiredRoles,proto3" json:"required_roles,omitempty"`
 	// The credential the app's tokens are acquired with, without its value;
 	// unset when brokerd has not read it yet.
-	Credential    *CredentialInfo `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credential *CredentialInfo `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
+	// Why the last call to the keystore for this app's credential failed
+	// (a read, a write or a delete), with what to do; empty once one
+	// succeeds. Like credential, it is for brokerd's own uid and root only.
+	CredentialError string `protobuf:"bytes,6,opt,name=credential_error,json=credentialError,proto3" json:"credential_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppStatus) Reset() {
@@ -688,6 +692,13 @@ func (x *AppStatus) GetCredential() *CredentialInfo {
 		return x.Credential
 	}
 	return nil
+}
+
+func (x *AppStatus) GetCredentialError() string {
+	if x != nil {
+		return x.CredentialError
+	}
+	return ""
 }
 
 // TenantStatus describes one configured tenant, without its token.
@@ -1364,7 +1375,7 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x12ListTenantsRequest\"r\n" +
 	"\x13ListTenantsResponse\x121\n" +
 	"\atenants\x18\x01 \x03(\v2\x17.broker.v1.TenantStatusR\atenants\x12(\n" +
-	"\x04apps\x18\x02 \x03(\v2\x14.broker.v1.AppStatusR\x04apps\"\xc5\x01\n" +
+	"\x04apps\x18\x02 \x03(\v2\x14.broker.v1.AppStatusR\x04apps\"\xf0\x01\n" +
 	"\tAppStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12%\n" +
@@ -1372,7 +1383,8 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x0erequired_roles\x18\x04 \x03(\tR\rrequiredRoles\x129\n" +
 	"\n" +
 	"credential\x18\x05 \x01(\v2\x19.broker.v1.CredentialInfoR\n" +
-	"credential\"\x93\x03\n" +
+	"credential\x12)\n" +
+	"\x10credential_error\x18\x06 \x01(\tR\x0fcredentialError\"\x93\x03\n" +
 	"\fTenantStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x10\n" +
