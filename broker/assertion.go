@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -42,7 +43,9 @@ func readAssertion(path string, now time.Time) (string, *Error) {
 		// Transient: whatever writes the file may write a good one soon.
 		return &Error{Kind: KindFailedPrecondition, Transient: true, Msg: fmt.Sprintf(format, args...)}
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at the path cannot hang the open (and with it the
+	// acquisition and Close); it is refused below as not a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", bad("the assertion file %s does not exist; check assertion_file and whatever writes the file (a projected service account token, the CI job's OIDC token)", path)
 	}

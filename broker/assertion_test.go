@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +82,17 @@ func TestAssertionFile(t *testing.T) {
 	wantError(t, err, broker.KindFailedPrecondition, path, "does not exist")
 	if got := w.IdP.TotalTokenRequests(); got != sent {
 		t.Errorf("%d token requests without a usable assertion", got-sent)
+	}
+
+	// A FIFO nobody writes to is refused at once: it neither hangs the
+	// acquisition nor, later, Close.
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(10 * time.Minute)
+	wantState(t, h.status("fedtenant"), broker.StateFailed, path, "not a regular file")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
 	}
 
 	fixed := sign()

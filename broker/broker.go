@@ -166,6 +166,7 @@ type app struct {
 	cred           *held     // guarded by mu: nil until read from the store
 	gen            uint64    // guarded by mu: bumped whenever cred is replaced
 	load           *load     // guarded by mu: the keystore read in flight
+	changedAgain   bool      // guarded by mu: the keystore reported a change while load was in flight
 	loadErr        *Error    // guarded by mu: why the last read failed; nil once one works
 	loadFailures   int       // guarded by mu: consecutive failed reads
 	retryAt        time.Time // guarded by mu: when a failed read may be tried again

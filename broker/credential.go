@@ -163,6 +163,12 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 		b.scheduleLocked(&a.task, now.Add(retryAfter(a.rereads, true, 0, rand.Float64())))
 	}
 	expiry := b.expiryWarningLocked(a, now)
+	if a.changedAgain && !b.closed {
+		// The keystore reported a change while this read was in flight:
+		// it may have read the value before the change.
+		a.changedAgain = false
+		b.startLoadLocked(a)
+	}
 	close(ld.done)
 	b.mu.Unlock()
 	if msg != "" {
@@ -283,7 +289,11 @@ func (b *Broker) credentialChanged(account string) {
 	var read []string
 	b.mu.Lock()
 	for _, a := range b.apps {
-		if !b.closed && a.clientID == strings.ToLower(account) && a.assertionFile == "" && a.load == nil {
+		switch {
+		case b.closed || a.clientID != strings.ToLower(account) || a.assertionFile != "":
+		case a.load != nil:
+			a.changedAgain = true // read again when this read lands
+		default:
 			b.startLoadLocked(a)
 			read = append(read, a.name)
 		}

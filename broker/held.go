@@ -64,6 +64,9 @@ func (b *Broker) newHeld(a *app, c keystore.Credential) (*held, error) {
 		if n := len(c.Value.Reveal()); n == 0 || n > keystore.MaxSecretSize {
 			return nil, fmt.Errorf("%w: the client secret is %d bytes (1 to %d)", keystore.ErrInvalidSecret, n, keystore.MaxSecretSize)
 		}
+		if err := keystore.CheckClientSecret(c.Value.Reveal()); err != nil {
+			return nil, err
+		}
 		h.info.Kind, h.info.ExpiresAt = CredentialSecret, c.Expires
 		h.msal, err = confidential.NewCredFromSecret(c.Value.Reveal())
 	case keystore.KindCertificate:

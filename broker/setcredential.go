@@ -144,8 +144,6 @@ func (b *Broker) newCredential(a *app, req SetRequest, now time.Time) (*held, er
 			return nil, errorf(KindInvalidArgument, "the client secret is empty")
 		case n > keystore.MaxSecretSize:
 			return nil, errorf(KindInvalidArgument, "a client secret of %d bytes is too long (at most %d; Entra ID secrets are about 40 characters)", n, keystore.MaxSecretSize)
-		case strings.ContainsAny(req.Value.Reveal(), "\r\n"):
-			return nil, errorf(KindInvalidArgument, "the client secret spans several lines; send the secret value only")
 		case !req.Expires.IsZero() && !req.Expires.After(now):
 			return nil, errorf(KindInvalidArgument, "the secret's expiry %s is in the past", req.Expires.UTC().Format(time.RFC3339))
 		}

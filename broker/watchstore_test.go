@@ -65,6 +65,62 @@ func TestKeystoreChangeFollowed(t *testing.T) {
 	noLeak(t, "the log", h.logs.String(), keyMaterial(t, pemData)...)
 }
 
+// staleStore's Get reads the value, then, while armed, waits before it
+// returns it: the value can change in between, as a file can be replaced
+// after brokerd read it.
+type staleStore struct {
+	*watchingStore
+	armed  chan struct{} // closed to let the held Get return
+	inside chan struct{} // receives when a Get has read and waits
+}
+
+func (s *staleStore) Get(ctx context.Context, account string) (keystore.Secret, error) {
+	v, err := s.watchingStore.Get(ctx, account)
+	if s.armed != nil {
+		s.inside <- struct{}{}
+		<-s.armed
+	}
+	return v, err
+}
+
+// A change the keystore reports while a read is in flight is not lost:
+// that read may have seen the value from before the change, so the
+// credential is read once more when it lands.
+func TestKeystoreChangeDuringRead(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	ws := &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
+	st := &staleStore{watchingStore: ws, armed: make(chan struct{}), inside: make(chan struct{}, 1)}
+	h := newCredHarness(t, w, broker.Options{Store: st})
+	h.b.Start()
+	changed := <-ws.changed
+	<-st.inside // the first read has the secret and waits
+	close(st.armed)
+	h.advance(time.Second)
+	wantState(t, h.status("tenant0"), broker.StateReady)
+
+	// A change is reported, its read takes the old value and waits; the
+	// value changes and that change is reported while the read is held.
+	st.armed = make(chan struct{})
+	changed(w.ClientID)
+	<-st.inside
+	const rotated = "rotated-secret-Q~changed-during-read-000"
+	w.IdP.AddApp(w.ClientID, rotated) // the old secret is revoked
+	if err := ws.Store.Store.Set(context.Background(), w.ClientID, keystore.NewSecret(rotated)); err != nil {
+		t.Fatal(err)
+	}
+	changed(w.ClientID)
+	armed := st.armed
+	st.armed = nil // the next read returns at once
+	close(armed)
+	h.advance(time.Second)
+	if !strings.Contains(h.logs.String(), "the keystore holds another credential than the one in use; using it") {
+		t.Fatalf("the change reported during a read was lost:\n%s", h.logs.String())
+	}
+	h.advance(time.Hour)
+	wantState(t, h.status("tenant0"), broker.StateReady)
+}
+
 // Neither the keystore watch nor the read of a GetCredential whose caller
 // gave up outlives Close.
 //

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Kind is the kind of credential a stored value holds.
@@ -79,8 +80,10 @@ func (c Credential) Encode() Secret {
 	return NewSecret(string(b))
 }
 
-// Decode reads a stored value in any of the forms Credential lists. A
-// certificate is parsed to check it is usable. Errors match
+// Decode reads a stored value in any of the forms Credential lists: a
+// value that holds a PEM block anywhere (after "Bag Attributes" lines as
+// openssl writes them, or a byte-order mark) is a certificate bundle, never
+// a secret. A certificate is parsed to check it is usable. Errors match
 // ErrInvalidSecret and never contain the value.
 func Decode(v Secret) (Credential, error) {
 	s := v.Reveal()
@@ -91,9 +94,9 @@ func Decode(v Secret) (Credential, error) {
 		var e envelope
 		d := json.NewDecoder(strings.NewReader(s))
 		d.DisallowUnknownFields()
-		if err := d.Decode(&e); err != nil {
-			// json errors quote offsets and types, not values.
-			return Credential{}, fmt.Errorf("%w: the stored credential is not valid: %v", ErrInvalidSecret, err)
+		if d.Decode(&e) != nil || d.InputOffset() != int64(len(strings.TrimRight(s, " \t\r\n"))) {
+			// json's errors may quote pieces of the value.
+			return Credential{}, fmt.Errorf("%w: the stored credential is not brokerd's stored form (a JSON object with version, kind and value, and nothing after it)", ErrInvalidSecret)
 		}
 		if e.Version != 1 {
 			return Credential{}, fmt.Errorf("%w: the stored credential has version %d; this brokerd reads version 1", ErrInvalidSecret, e.Version)
@@ -104,6 +107,9 @@ func Decode(v Secret) (Credential, error) {
 			if e.Value == "" {
 				return Credential{}, fmt.Errorf("%w: the stored client secret is empty", ErrInvalidSecret)
 			}
+			if err := CheckClientSecret(e.Value); err != nil {
+				return Credential{}, err
+			}
 		case KindCertificate:
 			if _, err := ParseCertificate([]byte(e.Value)); err != nil {
 				return Credential{}, err
@@ -112,13 +118,33 @@ func Decode(v Secret) (Credential, error) {
 			return Credential{}, fmt.Errorf("%w: the stored credential has unknown kind %+q", ErrInvalidSecret, e.Kind)
 		}
 		return c, nil
-	case strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN "):
+	case strings.Contains(s, pemMarker):
 		if _, err := ParseCertificate([]byte(s)); err != nil {
 			return Credential{}, err
 		}
 		return Credential{Kind: KindCertificate, Value: v}, nil
 	}
+	if err := CheckClientSecret(s); err != nil {
+		return Credential{}, err
+	}
 	return Credential{Kind: KindSecret, Value: v}, nil
+}
+
+// pemMarker starts every PEM block.
+const pemMarker = "-----BEGIN "
+
+// CheckClientSecret refuses a value that cannot be a client secret: one
+// of several lines, with control characters, or holding a PEM block (a
+// private key must never be sent to Entra ID as a secret). Its errors match
+// ErrInvalidSecret and never quote the value.
+func CheckClientSecret(s string) error {
+	switch {
+	case strings.Contains(s, pemMarker):
+		return fmt.Errorf("%w: the client secret holds a PEM block; a certificate is stored as one", ErrInvalidSecret)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return fmt.Errorf("%w: the client secret holds line breaks or other control characters", ErrInvalidSecret)
+	}
+	return nil
 }
 
 // Certificate is a parsed certificate credential.
@@ -143,7 +169,7 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 	}
 	var c Certificate
 	keys := 0
-	rest := b
+	rest := bytes.TrimPrefix(b, []byte("\ufeff")) // a byte-order mark some editors write
 	for {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)

@@ -137,6 +137,25 @@ func TestCredentialEncodeDecode(t *testing.T) {
 	if _, err := keystore.Decode(keystore.NewSecret("-----BEGIN CERTIFICATE-----\nbroken")); !errors.Is(err, keystore.ErrInvalidSecret) {
 		t.Errorf("a broken PEM bundle: %v", err)
 	}
+	// What `openssl pkcs12 -nodes` writes (attributes before each block),
+	// and a file saved with a byte-order mark, are certificates: a key is
+	// never taken for a client secret.
+	bagged := strings.ReplaceAll(bundle, "-----BEGIN", "Bag Attributes\n    localKeyID: 01 00 00 00 \nsubject=/CN=app\n-----BEGIN")
+	for name, v := range map[string]string{"openssl's bag attributes": bagged, "a byte-order mark": "\ufeff" + bundle} {
+		if c, err := keystore.Decode(keystore.NewSecret(v)); err != nil || c.Kind != keystore.KindCertificate {
+			t.Errorf("%s: kind %q, %v", name, c.Kind, err)
+		}
+	}
+	for name, v := range map[string]string{
+		"a secret of two lines":  "canary-value\nsecond-line",
+		"a secret with a key":    "canary-value -----BEGIN PRIVATE KEY----- x",
+		"a secret with a escape": "canary-value\x1b[2J",
+	} {
+		_, err := keystore.Decode(keystore.NewSecret(v))
+		if !errors.Is(err, keystore.ErrInvalidSecret) || strings.Contains(err.Error(), "canary-value") {
+			t.Errorf("%s: %v, want ErrInvalidSecret without the value", name, err)
+		}
+	}
 
 	// Envelopes that are not right, without quoting what is in them.
 	for _, bad := range []string{
@@ -146,6 +165,9 @@ func TestCredentialEncodeDecode(t *testing.T) {
 		`{"tokenbroker_credential":1,"kind":"secret","value":"canary-value","extra":1}`,
 		`{"tokenbroker_credential":1,"kind":"certificate","value":"canary-value"}`,
 		`{"tokenbroker_credential":1,"kind":"secret","value":"canary-value"`,
+		`{"tokenbroker_credential":1,"kind":"secret","value":"canary-value"}canary-value`,
+		`{"tokenbroker_credential":1,"kind":"secret","value":"canary-value","canary-value":1}`,
+		`{"tokenbroker_credential":1,"kind":"secret","value":"canary-value\nline"}`,
 	} {
 		_, err := keystore.Decode(keystore.NewSecret(bad))
 		if !errors.Is(err, keystore.ErrInvalidSecret) {
