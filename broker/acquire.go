@@ -317,6 +317,7 @@ func (b *Broker) idpContext(t *tenant) idpContext {
 		tenantID:   t.id,
 		host:       host,
 		consentURL: fmt.Sprintf("%s/%s/adminconsent?client_id=%s", host, t.id, url.QueryEscape(t.app.clientID)),
+		federated:  t.app.assertionFile != "",
 	}
 }
 

@@ -151,6 +151,13 @@ var knownAADSTS = map[int]aadsts{
 	50000: {KindUnavailable, "Entra ID had an internal error", "the broker retries with backoff", true, false},
 }
 
+// federatedAADSTS replaces the entries of knownAADSTS whose advice is
+// wrong for an app that authenticates with an assertion file.
+var federatedAADSTS = map[int]aadsts{
+	700027: {KindFailedPrecondition, "Entra ID rejected the federated assertion of app {app}: its signature does not verify with the keys of its issuer",
+		"check that assertion_file holds a token the issuer of app {client}'s federated credential signed", false, false},
+}
+
 // entraError is the JSON body of an Entra ID error reply.
 type entraError struct {
 	Error       string `json:"error"`
@@ -162,6 +169,7 @@ type entraError struct {
 // idpContext names what a classified error is about.
 type idpContext struct {
 	app, clientID, tenantID, consentURL, host string
+	federated                                 bool // the app authenticates with an assertion file
 }
 
 // classifyIdPError turns an error from MSAL into an Error with the AADSTS
@@ -231,7 +239,11 @@ func classifyReply(resp *http.Response, c idpContext) *Error {
 	if len(ee.Codes) > 0 {
 		e.AADSTS = ee.Codes[0]
 	}
-	if k, ok := knownAADSTS[e.AADSTS]; ok {
+	k, ok := knownAADSTS[e.AADSTS]
+	if f, fok := federatedAADSTS[e.AADSTS]; fok && c.federated {
+		k, ok = f, true
+	}
+	if ok {
 		r := strings.NewReplacer("{app}", c.app, "{client}", c.clientID, "{consent}", c.consentURL, "{tenant}", c.tenantID)
 		e.Kind, e.Transient, e.TenantOnly = k.kind, k.transient, k.tenantOnly
 		e.Msg = fmt.Sprintf("AADSTS%d: %s; %s", e.AADSTS, r.Replace(k.what), r.Replace(k.remedy))

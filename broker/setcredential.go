@@ -300,8 +300,9 @@ func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialI
 	defer b.wg.Done()
 	// Asked by an administrator, who may just have unlocked the keyring:
 	// with no credential in hand, read it now rather than at the retry
-	// time. The read ends within the keystore timeout, or at Close.
-	started := false
+	// time, or take the answer of the read in flight. A read ends within
+	// the keystore timeout, or at Close.
+	read := false
 	for {
 		b.mu.Lock()
 		if h := a.cred; h != nil {
@@ -309,14 +310,14 @@ func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialI
 			return h.info, nil
 		}
 		if a.load == nil {
-			if started && a.loadErr != nil {
+			if read && a.loadErr != nil {
 				err := a.loadErr
 				b.mu.Unlock()
 				return CredentialInfo{}, err
 			}
 			b.startLoadLocked(a)
-			started = true
 		}
+		read = true
 		ld := a.load
 		b.mu.Unlock()
 		select {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/tokenbroker/tokenbroker/internal/pathtrust"
 )
 
 // watchSettle is how long Watch lets a burst of directory events settle
@@ -77,14 +78,20 @@ type directoryStore struct {
 //     secret. A file readable by any other group is refused: its members
 //     are not brokerd.
 //
-// A symbolic link in dir itself must be owned by root or brokerd too, so
-// that in a sticky, world-writable directory (a Kubernetes volume is 1777)
-// another user cannot point a missing account at a file of root's.
+// The way to the file must be root's or brokerd's alone, as OpenSSH asks
+// of an authorized_keys file (internal/pathtrust): every directory from /
+// down owned by root or brokerd and not writable by group or others (a
+// sticky one, such as a Kubernetes volume (1777), only above the directory
+// that holds the file), and every symbolic link on the way owned by root or
+// brokerd. So another user can neither plant a file or a link for a missing
+// account, nor swap one between the check and the open: the file is opened
+// by its resolved path, without following links.
 //
 // The store implements Watcher: Kubernetes replaces a mounted secret in place
 // when the Secret changes, and Watch reports it without a restart.
 //
-// dir must be an existing directory, and must not be writable by group or
+// dir must be an existing directory owned by root or brokerd, under
+// directories of root's or brokerd's, and must not be writable by group or
 // others unless it has the sticky bit.
 func NewDirectory(dir string) (Store, error) {
 	if dir == "" {
@@ -99,12 +106,23 @@ func NewDirectory(dir string) (Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("keystore: directory backend: credentials_dir %s is not a directory", dir)
 	}
-	if m := fi.Mode(); m&0o022 != 0 && m&fs.ModeSticky == 0 {
-		return nil, fmt.Errorf("keystore: directory backend: %w: credentials_dir %s (mode %04o) can be written by "+
-			"users other than its owner, who could replace the credentials in it; run `chmod go-w %s`",
-			ErrInsecureFile, dir, m.Perm(), dir)
+	s := &directoryStore{dir: dir, euid: os.Geteuid(), egid: os.Getegid(), seen: make(map[string]fingerprint)}
+	// Above, not Dir: a sticky volume directory may hold the files.
+	if _, err := pathtrust.Above(dir, s.trust()); err != nil {
+		return nil, fmt.Errorf("keystore: directory backend: %w: credentials_dir %s: others could replace the credentials in it: %v",
+			ErrInsecureFile, dir, err)
 	}
-	return &directoryStore{dir: dir, euid: os.Geteuid(), egid: os.Getegid(), seen: make(map[string]fingerprint)}, nil
+	return s, nil
+}
+
+// afterPathCheck runs between the check of the way to a file and its
+// open; tests swap the file there, as another user could.
+var afterPathCheck = func(resolved string) {}
+
+// trust is whom the checks of the way to a file trust besides root.
+func (s *directoryStore) trust() pathtrust.Policy {
+	// SharedHolder: read checks the owner of what it opened (private).
+	return pathtrust.Policy{Trusted: []uint32{uint32(s.euid)}, SharedHolder: true}
 }
 
 func (s *directoryStore) Name() string { return "directory" }
@@ -133,25 +151,25 @@ func (s *directoryStore) Get(ctx context.Context, account string) (Secret, error
 // read opens path and returns its value and the fingerprint of the file it
 // opened (zero when there is none).
 func (s *directoryStore) read(path, account string) (Secret, fingerprint, error) {
-	li, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	res, err := pathtrust.File(path, s.trust())
+	var pe *pathtrust.Error
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// No file, or a link to nothing (a Kubernetes key mid-rotation).
 		return Secret{}, fingerprint{}, fmt.Errorf("%w: no file %s; %s", ErrNotFound, path, s.provision(account))
-	}
-	if err != nil {
+	case errors.As(err, &pe):
+		return Secret{}, fingerprint{}, fmt.Errorf("%w: %s: %v; the way to a credential file must be root's or brokerd's alone",
+			ErrInsecureFile, path, err)
+	case err != nil:
 		return Secret{}, fingerprint{}, err
 	}
-	if li.Mode()&fs.ModeSymlink != 0 {
-		if uid := ownerOf(li); uid != 0 && uid != s.euid {
-			return Secret{}, fingerprint{}, fmt.Errorf("%w: %s is a symbolic link owned by uid %d, not by root or brokerd "+
-				"(uid %d); remove it and provide the file; %s", ErrInsecureFile, path, uid, s.euid, s.provision(account))
-		}
-	}
-	// O_NONBLOCK: a FIFO planted in the directory cannot hang the open; the
+	afterPathCheck(res.Resolved)
+	// The resolved path, without following links: nothing on the way can
+	// change since the check. O_NONBLOCK: a FIFO cannot hang the open; the
 	// fstat below refuses it.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(res.Resolved, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		// A symbolic link to nothing (a Kubernetes key mid-rotation).
-		return Secret{}, fingerprint{}, fmt.Errorf("%w: no file %s (a dangling link); %s", ErrNotFound, path, s.provision(account))
+		return Secret{}, fingerprint{}, fmt.Errorf("%w: no file %s; %s", ErrNotFound, path, s.provision(account))
 	}
 	if err != nil {
 		return Secret{}, fingerprint{}, err
@@ -163,10 +181,8 @@ func (s *directoryStore) read(path, account string) (Secret, fingerprint, error)
 	}
 	fp := fingerprintOf(fi)
 	if err := s.private(path, fi); err != nil {
-		if li.Mode()&fs.ModeSymlink != 0 {
-			if target, terr := filepath.EvalSymlinks(path); terr == nil {
-				err = fmt.Errorf("%w (%s leads to %s)", err, path, target)
-			}
+		if res.Resolved != path {
+			err = fmt.Errorf("%w (%s leads to %s)", err, path, res.Resolved)
 		}
 		return Secret{}, fp, err
 	}
@@ -209,6 +225,9 @@ func (s *directoryStore) private(path string, fi fs.FileInfo) error {
 		why = "its group can write it"
 	case perm&0o040 != 0 && gid != s.egid:
 		why = fmt.Sprintf("its group %d, which is not brokerd's (gid %d), can read it", gid, s.egid)
+	case linksOf(fi) != 1:
+		// Another user may have linked someone else's file here.
+		why = fmt.Sprintf("it has %d hard links; a credential file has one name", linksOf(fi))
 	default:
 		return nil
 	}
@@ -216,6 +235,13 @@ func (s *directoryStore) private(path string, fi fs.FileInfo) error {
 		"another user); for a Kubernetes Secret volume set defaultMode: 0400, or 0440 with securityContext.fsGroup "+
 		"and runAsGroup set to brokerd's gid (%d)",
 		ErrInsecureFile, path, perm, uid, gid, why, path, s.euid, path, s.egid)
+}
+
+func linksOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 0
 }
 
 func ownerOf(fi fs.FileInfo) int {

@@ -435,7 +435,7 @@ func TestDirectoryRefusesForeignOwners(t *testing.T) {
 	if err := os.Lchown(link, testuser.Nobody, testuser.Nogroup); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Get(ctx, "planted"); !errors.Is(err, keystore.ErrInsecureFile) || !strings.Contains(err.Error(), "symbolic link owned by uid 65534") {
+	if _, err := st.Get(ctx, "planted"); !errors.Is(err, keystore.ErrInsecureFile) || !strings.Contains(err.Error(), "owner uid 65534 (nobody)") {
 		t.Errorf("Get through a link of nobody's: err = %v, want ErrInsecureFile", err)
 	}
 }
@@ -664,4 +664,75 @@ func TestDirectoryWatchSeesEarlierChange(t *testing.T) {
 	}
 	w := startWatch(t, st)
 	w.waitFor("app")
+}
+
+// Another user cannot take the way to a credential: a credentials_dir of
+// theirs, or under a directory they can write, is refused at once; in a
+// shared sticky volume they cannot link one of root's files under an
+// account's name (their link is refused, and so is a second hard link to
+// root's file); and a name they swap from a file to a link of theirs after
+// the check never gets brokerd to read what the link leads to.
+func TestDirectoryWayToTheFile(t *testing.T) {
+	testuser.RequireRoot(t, "chown directories and links to another user")
+	ctx := context.Background()
+
+	theirs := t.TempDir()
+	if err := os.Chown(theirs, testuser.Nobody, testuser.Nogroup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keystore.NewDirectory(theirs); !errors.Is(err, keystore.ErrInsecureFile) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("NewDirectory of nobody's directory: %v, want ErrInsecureFile naming its owner", err)
+	}
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	below := filepath.Join(open, "creds")
+	if err := os.Mkdir(below, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keystore.NewDirectory(below); !errors.Is(err, keystore.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod go-w "+open) {
+		t.Errorf("NewDirectory under a 0777 directory: %v, want ErrInsecureFile with the chmod", err)
+	}
+
+	vol := t.TempDir()
+	if err := os.Chmod(vol, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	st := newDirectory(t, vol)
+	rootFile := filepath.Join(t.TempDir(), "root-only")
+	writeFile(t, rootFile, canary(), 0o400)
+	hard := filepath.Join(vol, "hardlinked")
+	if err := os.Link(rootFile, hard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, "hardlinked"); !errors.Is(err, keystore.ErrInsecureFile) || !strings.Contains(err.Error(), "2 hard links") {
+		t.Errorf("Get of a second hard link to root's file: %v, want ErrInsecureFile", err)
+	}
+
+	// The swap: the name is nobody's own file when it is checked, and
+	// nobody's link to root's file when it is opened.
+	name := filepath.Join(vol, "swapped")
+	writeFile(t, name, "nobody's own value", 0o400)
+	rootFile = filepath.Join(t.TempDir(), "root-only") // one name only
+	writeFile(t, rootFile, canary(), 0o400)
+	if err := os.Lchown(name, testuser.Nobody, testuser.Nogroup); err != nil {
+		t.Fatal(err)
+	}
+	restore := keystore.SetAfterPathCheck(func(string) {
+		link := name + ".link"
+		if err := os.Symlink(rootFile, link); err != nil {
+			t.Error(err)
+		}
+		if err := os.Lchown(link, testuser.Nobody, testuser.Nogroup); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(link, name); err != nil {
+			t.Error(err)
+		}
+	})
+	defer restore()
+	if v, err := st.Get(ctx, "swapped"); err == nil {
+		t.Fatalf("brokerd read a value of %d bytes through another user's swap", len(v.Reveal()))
+	}
 }

@@ -60,7 +60,8 @@
 // [ErrInvalidAccount], [ErrInvalidSecret] and [ErrInsecureFile] report
 // requests no backend state change will fix. Use errors.Is to test for all of them.
 //
-// keystore imports nothing else from tokenbroker.
+// keystore imports nothing else from tokenbroker but internal/pathtrust,
+// which judges the way to a credential file.
 package keystore
 
 import (

@@ -63,6 +63,13 @@ type Policy struct {
 	// system service's socket, bound by systemd with SocketUser=brokerd in
 	// root's /run/brokerd, is owned by brokerd.
 	PrivateTarget bool
+	// SharedHolder accepts a sticky directory writable by others (a
+	// Kubernetes Secret volume is 1777) as the one that holds the target,
+	// for a caller that opens the target without following links and then
+	// checks that what it opened is owned by root or a trusted uid: others
+	// can put names into such a directory but cannot replace what a
+	// trusted user keeps there, and a link on the way is trusted-owned.
+	SharedHolder bool
 }
 
 // Result is what a check that passed learned about the path.
@@ -246,7 +253,7 @@ func (w *walker) checkDir(path string, fi fs.FileInfo, holder bool) error {
 		case !sticky:
 			return &Error{Kind: "directory", Path: path, UID: uid, Mode: fi.Mode(),
 				Problem: "is writable by group or others", Fix: "chmod go-w " + path}
-		case holder && !w.above:
+		case holder && !w.above && !w.p.SharedHolder:
 			return &Error{Kind: "directory", Path: path, UID: uid, Mode: fi.Mode(),
 				Problem: "is shared (sticky and writable by others), so anyone may have taken the name first",
 				Fix:     "use a directory of its own inside it (mode 0700 or 0755)"}
