@@ -20,6 +20,9 @@ import (
 // token or a GitHub Actions OIDC token is one or two KB.
 const maxAssertionBytes = 16 << 10
 
+// maxExp is the largest exp claim taken as a time (the year 9999).
+const maxExp = 253402300799
+
 // assertionCallback returns MSAL's assertion callback for a federated app:
 // it reads the app's assertion file again for every token request, as the
 // workload identity credentials of the Azure SDKs do, since whatever
@@ -75,6 +78,9 @@ func readAssertion(path string, now time.Time) (string, *Error) {
 	}
 	if claims.Exp == nil {
 		return "", bad("the assertion in %s has no exp claim", path)
+	}
+	if *claims.Exp < 0 || *claims.Exp > maxExp {
+		return "", bad("the assertion in %s has an exp claim out of range", path)
 	}
 	exp := time.Unix(int64(*claims.Exp), 0).UTC()
 	if !exp.After(now) {

@@ -174,6 +174,7 @@ type app struct {
 	rereads        int       // guarded by mu: reads since that write
 	task           task      // guarded by mu: the app's next keystore read
 	credWarned     bool      // guarded by mu: a failed read was logged at warn level
+	lastReadWarn   string    // guarded by mu: the failed read again last logged at warn level
 	expiryWarnedAt time.Time // guarded by mu: when the credential's expiry was last warned of
 	storeErr       string    // guarded by mu: why the last keystore call for the credential failed; "" after a success
 }

@@ -155,8 +155,16 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 			level, a.credWarned = slog.LevelWarn, true
 		}
 	default:
-		level, msg = slog.LevelWarn, "reading the credential again failed; brokerd keeps using the one it has"
+		msg = "reading the credential again failed; brokerd keeps using the one it has"
 		args = append(args, "error", kerr.Msg)
+		if kerr.Msg != a.lastReadWarn {
+			// Said once per distinct reason: a file another user keeps
+			// changing must not flood the log.
+			level, a.lastReadWarn = slog.LevelWarn, kerr.Msg
+		}
+	}
+	if err == nil {
+		a.lastReadWarn = ""
 	}
 	if rereading && a.cred != nil {
 		a.rereads++
@@ -300,6 +308,6 @@ func (b *Broker) credentialChanged(account string) {
 	}
 	b.mu.Unlock()
 	for _, name := range read {
-		b.log.Info("the keystore reports a change; reading the credential again", "app", name, "keystore", b.store.Name())
+		b.log.Debug("the keystore reports a change; reading the credential again", "app", name, "keystore", b.store.Name())
 	}
 }

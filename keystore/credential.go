@@ -165,7 +165,7 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 		return fmt.Errorf("%w: certificate credential: %s", ErrInvalidSecret, fmt.Sprintf(format, a...))
 	}
 	if len(b) > MaxValueSize {
-		return nil, bad("%d bytes is more than %d", len(b), MaxValueSize)
+		return nil, bad("the bundle is %d bytes, more than the %d brokerd stores; leave out the chain", len(b), MaxValueSize)
 	}
 	var c Certificate
 	keys := 0

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/term"
@@ -18,6 +19,19 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
+
+// maxBundleBytes bounds the certificate bundle brokerctl sends: brokerd
+// stores at most 16 KiB, in a form a little larger than the bundle.
+const maxBundleBytes = 15 << 10
+
+// clockSkew is how far in the future a certificate's notBefore may be, as
+// brokerd and Entra ID allow for clocks that differ by a few minutes.
+const clockSkew = 5 * time.Minute
+
+// pfxDecodeLimit bounds the decoding of a PKCS#12 file: its key derivation
+// runs as many rounds as the file says, and a hostile file may say two
+// billion.
+const pfxDecodeLimit = 15 * time.Second
 
 // maxCertFileBytes bounds a certificate or key file `credential set` reads:
 // a certificate, its chain and its key take a few KiB.
@@ -60,7 +74,10 @@ func (c *cli) readCertificate(src certSource, now time.Time) (*keystore.Certific
 			if !bytes.Contains(key, []byte("-----BEGIN ")) {
 				return nil, inputError(fmt.Errorf("%s is not a PEM file: --key takes a PEM private key (-----BEGIN PRIVATE KEY-----)", displayName(src.keyFile)))
 			}
-			data = append(append(data, '\n'), key...)
+			joined := make([]byte, 0, len(data)+1+len(key))
+			joined = append(append(append(joined, data...), '\n'), key...)
+			defer clear(joined)
+			data = joined
 			name += " and " + displayName(src.keyFile)
 		}
 		keyFile := src.certFile
@@ -81,18 +98,26 @@ func (c *cli) readCertificate(src certSource, now time.Time) (*keystore.Certific
 	if err := checkValidity(name, cert.Chain[0], now); err != nil {
 		return nil, err
 	}
+	if n := len(cert.PEM()); n > maxBundleBytes {
+		return nil, inputError(fmt.Errorf("the certificate in %s comes with a chain of %d certificates, %d bytes in all; brokerd stores at most %d: "+
+			"give the certificate without its chain (Entra ID needs only the certificate registered on the app)", name, len(cert.Chain), n, maxBundleBytes))
+	}
 	return cert, nil
 }
 
-// readCertFile reads a file of at most maxCertFileBytes, or stdin for "-".
+// readCertFile reads a regular file of at most maxCertFileBytes, or stdin
+// for "-". A FIFO or a device is refused rather than waited on.
 func (c *cli) readCertFile(file string) ([]byte, error) {
 	var r io.Reader = c.stdin
 	if file != stdinName {
-		f, err := os.Open(file)
+		f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, inputError(fmt.Errorf("reading the certificate: %w", err))
 		}
 		defer f.Close()
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return nil, inputError(fmt.Errorf("%s is not a regular file; give the certificate file, or - for stdin", displayName(file)))
+		}
 		r = f
 	}
 	data, err := io.ReadAll(io.LimitReader(r, maxCertFileBytes+1))
@@ -172,16 +197,19 @@ func parsePEMCertificate(name, keyFile string, data []byte) (*keystore.Certifica
 // then the one the user gives.
 func (c *cli) decodePFX(file string, data []byte) (*keystore.Certificate, error) {
 	name := displayName(file)
-	key, leaf, cas, err := pkcs12.DecodeChain(data, "")
+	key, leaf, cas, err := decodeChain(name, data, "")
 	if wrongPassword(err) {
 		password, perr := c.readPFXPassword(file)
 		if perr != nil {
 			return nil, perr
 		}
-		key, leaf, cas, err = pkcs12.DecodeChain(data, password)
+		key, leaf, cas, err = decodeChain(name, data, password)
 		if wrongPassword(err) {
 			return nil, inputError(fmt.Errorf("wrong password for the PKCS#12 file %s", name))
 		}
+	}
+	if errors.Is(err, errPFXTooSlow) {
+		return nil, inputError(err)
 	}
 	if err != nil {
 		if _, derr := x509.ParseCertificate(data); derr == nil {
@@ -209,6 +237,33 @@ func (c *cli) decodePFX(file string, data []byte) (*keystore.Certificate, error)
 	}
 	return cert, nil
 }
+
+// decodeChain decodes a PKCS#12 file within pfxDecodeLimit. A decoding
+// that runs out is left to finish in the background; brokerctl exits soon
+// after anyway.
+func decodeChain(name string, data []byte, password string) (any, *x509.Certificate, []*x509.Certificate, error) {
+	type decoded struct {
+		key  any
+		leaf *x509.Certificate
+		cas  []*x509.Certificate
+		err  error
+	}
+	done := make(chan decoded, 1)
+	go func() {
+		key, leaf, cas, err := pkcs12.DecodeChain(data, password)
+		done <- decoded{key, leaf, cas, err}
+	}()
+	select {
+	case d := <-done:
+		return d.key, d.leaf, d.cas, d.err
+	case <-time.After(pfxDecodeLimit):
+		return nil, nil, nil, fmt.Errorf("%w: decoding the PKCS#12 file %s takes more than %v (its key derivation asks for an unusual number of rounds); "+
+			"export it again with the usual settings, or give a PEM file", errPFXTooSlow, name, pfxDecodeLimit)
+	}
+}
+
+// errPFXTooSlow is behind a PKCS#12 file that decodeChain gave up on.
+var errPFXTooSlow = errors.New("PKCS#12 file too slow to decode")
 
 // wrongPassword reports whether a pkcs12 error means the password is wrong.
 func wrongPassword(err error) bool {
@@ -249,7 +304,7 @@ func checkValidity(name string, x *x509.Certificate, now time.Time) error {
 	case now.After(x.NotAfter):
 		return inputError(fmt.Errorf("the certificate in %s (%s) expired on %s (notAfter): make a new one, upload it to the app registration, and set that",
 			name, oneLine(x.Subject.String()), x.NotAfter.UTC().Format(time.RFC3339)))
-	case now.Before(x.NotBefore):
+	case now.Add(clockSkew).Before(x.NotBefore):
 		return inputError(fmt.Errorf("the certificate in %s (%s) is not valid before %s (notBefore): set it from then on, or check this host's clock",
 			name, oneLine(x.Subject.String()), x.NotBefore.UTC().Format(time.RFC3339)))
 	}

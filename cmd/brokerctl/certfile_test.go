@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,6 +240,12 @@ func TestCredentialSetCertificateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkcs8Enc := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{0x30, 0x03, 0x02, 0x01, 0x00}})
+	// A chain brokerd could not store: the certificate, then 14 others.
+	longChain := certPEM(cert)
+	for range 14 {
+		longChain = append(longChain, certPEM(testCert(t, strings.Repeat("ca", 100), k.b, nil, nil, testNow.Add(-time.Hour), testNow.Add(time.Hour)))...)
+	}
+	longChain = append(longChain, pkcs1PEM(k.a)...)
 	big := append(certPEM(cert), bytes.Repeat([]byte("# padding\n"), 7000)...)
 	big = append(big, pkcs1PEM(k.a)...)
 
@@ -275,6 +282,8 @@ func TestCredentialSetCertificateRefused(t *testing.T) {
 			"the certificate in FILE (CN=new-app) is not valid before " + future.NotBefore.UTC().Format(time.RFC3339) + " (notBefore): set it from then on, or check this host's clock"},
 		{"too large", big, "", nil,
 			"FILE is larger than 64 KiB: give the certificate, its chain and its private key only"},
+		{"a chain brokerd cannot store", longChain, "", nil,
+			"FILE: the bundle is 24881 bytes, more than the 16384 brokerd stores; leave out the chain"},
 		{"not a certificate", []byte("just some text\n"), "", nil,
 			"FILE is neither PEM (-----BEGIN CERTIFICATE-----) nor PKCS#12 (.pfx, .p12)"},
 		{"empty", nil, "", nil, "FILE is empty"},
@@ -308,6 +317,15 @@ func TestCredentialSetCertificateFileErrors(t *testing.T) {
 	if want := "brokerctl: reading the certificate: open " + missing + ": no such file or directory\n"; got != nil || r.code != exitUsage || r.stderr != want {
 		t.Errorf("missing file: %+v, want exit 2 and %q", r, want)
 	}
+	// A FIFO (or a device) is refused at once, not waited on.
+	fifo := filepath.Join(t.TempDir(), "cert.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, got = setCert(t, "", "--certificate", fifo)
+	if want := "brokerctl: " + fifo + " is not a regular file; give the certificate file, or - for stdin\n"; got != nil || r.code != exitUsage || r.stderr != want {
+		t.Errorf("a FIFO: %+v, want exit 2 and %q", r, want)
+	}
 	// PKCS#12 with a password on stdin: stdin cannot carry the password too.
 	k := testKeys()
 	pfx, err := pkcs12.Modern.Encode(k.a, validCert(t, k.a), nil, "pw")
@@ -317,5 +335,20 @@ func TestCredentialSetCertificateFileErrors(t *testing.T) {
 	r, got = setCert(t, string(pfx), "--certificate", "-")
 	if want := "brokerctl: the PKCS#12 data on stdin is protected by a password, and stdin cannot carry both: give the file's path to --certificate\n"; got != nil || r.code != exitUsage || r.stderr != want {
 		t.Errorf("password-protected PKCS#12 on stdin: %+v, want exit 2 and %q", r, want)
+	}
+}
+
+// A certificate's subject is the issuer's to choose: a terminal escape in
+// it is printed escaped, never sent to the terminal.
+func TestCredentialSetCertificateSubjectEscaped(t *testing.T) {
+	k := testKeys()
+	evil := testCert(t, "app\x1b]0;pwned\x07\x1b[2J", k.a, nil, nil, testNow.Add(-time.Hour), testNow.Add(30*24*time.Hour))
+	f := writeFile(t, "evil.pem", append(certPEM(evil), pkcs1PEM(k.a)...))
+	r, got := setCert(t, "", "--certificate", f)
+	if got == nil || r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07") || !strings.Contains(r.stdout, `CN=app\x1b]0\;pwned\a\x1b[2J`) {
+		t.Errorf("the subject is not printed escaped:\n%q\n%q", r.stdout, r.stderr)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -266,7 +268,22 @@ func (c *cli) completeTenantNames() cobra.CompletionFunc {
 	})
 }
 
-// oneLine makes s safe for one table cell or one line of output.
+// oneLine makes s safe for one table cell or one line of output: runs of
+// white space become one space, and other control characters (a terminal
+// escape in a certificate's subject) are written as Go escapes.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(s), " ")
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
