@@ -126,6 +126,7 @@ type Broker struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // every goroutine the broker starts, and SetCredential calls
 	idpSlots chan struct{}  // max_idp_requests
+	watching atomic.Bool    // the keystore reports its changes (watchStore)
 	kick     chan struct{}  // 1-buffered: the queue changed, the run loop looks again
 
 	mu         sync.Mutex

@@ -241,7 +241,7 @@ func (b *Broker) keystoreReadError(a *app, err error) *Error {
 	fix := "store one with: brokerctl credential set --app " + a.name
 	if readOnly {
 		fix = "provision it and restart brokerd"
-		if _, ok := b.store.(keystore.Watcher); ok {
+		if b.watching.Load() {
 			fix = "fix the file; brokerd reads it again when it changes"
 		}
 	}
@@ -282,9 +282,11 @@ func (b *Broker) watchStore() {
 		return
 	}
 	b.wg.Add(1)
+	b.watching.Store(true)
 	go func() {
 		defer b.wg.Done()
 		if err := w.Watch(b.ctx, b.credentialChanged); err != nil {
+			b.watching.Store(false)
 			b.log.Warn("cannot watch the keystore for changes; a credential replaced in it is read at the next restart",
 				"keystore", b.store.Name(), "error", err)
 		}

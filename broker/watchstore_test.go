@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,20 +66,39 @@ func TestKeystoreChangeFollowed(t *testing.T) {
 	noLeak(t, "the log", h.logs.String(), keyMaterial(t, pemData)...)
 }
 
-// staleStore's Get reads the value, then, while armed, waits before it
+// staleStore's Get reads the value, then, while held, waits before it
 // returns it: the value can change in between, as a file can be replaced
 // after brokerd read it.
 type staleStore struct {
 	*watchingStore
-	armed  chan struct{} // closed to let the held Get return
-	inside chan struct{} // receives when a Get has read and waits
+	inside chan struct{} // receives when a held Get has read and waits
+
+	mu   sync.Mutex
+	hold chan struct{} // closed to let the held Gets return; nil: no hold
+}
+
+// holdGets makes Gets wait after reading, until release is called.
+func (s *staleStore) holdGets() (release func()) {
+	c := make(chan struct{})
+	s.mu.Lock()
+	s.hold = c
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.hold = nil
+		s.mu.Unlock()
+		close(c)
+	}
 }
 
 func (s *staleStore) Get(ctx context.Context, account string) (keystore.Secret, error) {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
 	v, err := s.watchingStore.Get(ctx, account)
-	if s.armed != nil {
+	if hold != nil {
 		s.inside <- struct{}{}
-		<-s.armed
+		<-hold
 	}
 	return v, err
 }
@@ -90,18 +110,19 @@ func TestKeystoreChangeDuringRead(t *testing.T) {
 	t.Parallel()
 	w := brokertest.NewWorld(t, 1)
 	ws := &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
-	st := &staleStore{watchingStore: ws, armed: make(chan struct{}), inside: make(chan struct{}, 1)}
+	st := &staleStore{watchingStore: ws, inside: make(chan struct{}, 1)}
 	h := newCredHarness(t, w, broker.Options{Store: st})
+	release := st.holdGets()
 	h.b.Start()
 	changed := <-ws.changed
 	<-st.inside // the first read has the secret and waits
-	close(st.armed)
+	release()
 	h.advance(time.Second)
 	wantState(t, h.status("tenant0"), broker.StateReady)
 
 	// A change is reported, its read takes the old value and waits; the
 	// value changes and that change is reported while the read is held.
-	st.armed = make(chan struct{})
+	release = st.holdGets()
 	changed(w.ClientID)
 	<-st.inside
 	const rotated = "rotated-secret-Q~changed-during-read-000"
@@ -110,9 +131,7 @@ func TestKeystoreChangeDuringRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed(w.ClientID)
-	armed := st.armed
-	st.armed = nil // the next read returns at once
-	close(armed)
+	release() // the next read returns at once
 	h.advance(time.Second)
 	if !strings.Contains(h.logs.String(), "the keystore holds another credential than the one in use; using it") {
 		t.Fatalf("the change reported during a read was lost:\n%s", h.logs.String())

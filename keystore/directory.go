@@ -274,8 +274,8 @@ func (s *directoryStore) Set(ctx context.Context, account string, _ Secret) erro
 
 // Writable always fails: the files are provisioned outside brokerd.
 func (s *directoryStore) Writable(account string) error {
-	return opError(s.Name(), "set", account, fmt.Errorf("%w: the directory backend only reads the files in %s; %s, "+
-		"and restart brokerd (a Kubernetes Secret updated in place is picked up without a restart)",
+	return opError(s.Name(), "set", account, fmt.Errorf("%w: the directory backend only reads the files in %s; %s; "+
+		"brokerd reads the file again when it changes (a Kubernetes Secret updated in place included)",
 		ErrReadOnly, s.dir, s.provision(account)))
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	brokerv1 "github.com/tokenbroker/tokenbroker/proto/broker/v1"
@@ -227,11 +229,19 @@ func (c *cli) deleteCredential(app string, yes bool) error {
 			info, err = bc.GetCredential(ctx, app)
 			return err
 		})
-		if err != nil {
+		what := ""
+		switch status.Code(err) {
+		case codes.OK:
+			what = describeCredential(info, c.now())
+		case codes.FailedPrecondition, codes.Unavailable:
+			// Stored but unreadable (a broken value, a locked keyring):
+			// still the administrator's to delete.
+			what = "credential (brokerd cannot read it: " + oneLine(status.Convert(err).Message()) + ")"
+		default:
 			return err
 		}
 		fmt.Fprintf(c.stderr, "Delete the %s of app %s? Tokens already issued stay valid until they expire; no new ones are acquired until a credential is set again. [y/N] ",
-			describeCredential(info, c.now()), app)
+			what, app)
 		answer, _ := bufio.NewReader(io.LimitReader(c.stdin, 1024)).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return fmt.Errorf("not deleted: the credential of app %s is unchanged", app)
@@ -289,7 +299,7 @@ func kindName(k brokerv1.CredentialKind) string {
 	case brokerv1.CredentialKind_CREDENTIAL_KIND_ASSERTION_FILE:
 		return "assertion_file"
 	}
-	return "unknown"
+	return "credential" // brokerd deleted one it had not read
 }
 
 // expiryText is "2027-03-01 12:00:00 UTC (365 days left)", or "... (EXPIRED

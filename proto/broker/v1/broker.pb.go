@@ -98,7 +98,8 @@ func (TenantState) EnumDescriptor() ([]byte, []int) {
 type CredentialKind int32
 
 const (
-	// Not set; never sent by brokerd.
+	// Not known: DeleteCredential removed a credential brokerd had not read
+	// (or could not).
 	CredentialKind_CREDENTIAL_KIND_UNSPECIFIED CredentialKind = 0
 	// A client secret.
 	CredentialKind_CREDENTIAL_KIND_SECRET CredentialKind = 1
@@ -619,7 +620,8 @@ type AppStatus struct {
 	// to carry; brokerd warns when one lacks any.
 	RequiredRoles []string `protobuf:"bytes,4,rep,name=required_roles,json=requiredRoles,proto3" json:"required_roles,omitempty"`
 	// The credential the app's tokens are acquired with, without its value;
-	// unset when brokerd has not read it yet.
+	// unset when brokerd has not read it yet. For brokerd's own uid and root
+	// only.
 	Credential *CredentialInfo `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
 	// Why the last call to the keystore for this app's credential failed
 	// (a read, a write or a delete), with what to do; empty once one
