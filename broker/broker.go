@@ -2,10 +2,12 @@
 // per customer tenant, keeps each tenant's app-only access token fresh before
 // it expires, and hands tokens out from its own cache.
 //
-// Security role: the broker is the only place a client secret is used. It
-// reads secrets from a keystore.Store, passes them to MSAL, and never puts a
-// secret or a token into an error, a log line or a status. Callers are
-// authorized by the gRPC adapter (broker/server) before they reach it.
+// Security role: the broker is the only place an app's credential is used
+// (a client secret, a certificate's private key, or a federated assertion
+// read from a file). It reads credentials from a keystore.Store, passes
+// them to MSAL, and never puts a secret, a key, an assertion or a token into
+// an error, a log line or a status. Callers are authorized by the gRPC
+// adapter (broker/server) before they reach it.
 //
 // The core knows nothing about gRPC: it returns *Error values whose Kind the
 // adapter maps to status codes.
@@ -16,8 +18,16 @@
 // apps, tenants and entries (each is marked "guarded by mu"). It is held
 // only for short bookkeeping: never across a keystore call, a request to
 // Entra ID, the building of an MSAL client, a wait or a log line. The only
-// other lock is app.setting, which serialises SetCredential per app; it is
-// taken before mu, never while holding it. That is the whole lock order.
+// other lock is app.setting, which serialises SetCredential and
+// DeleteCredential per app; it is taken before mu, never while holding it.
+// That is the whole lock order.
+//
+// An app's credential is either read from the keystore (below) or, with
+// assertion_file, made at New: its MSAL callback reads the file for each
+// token request, inside the flight, like any other request I/O. A keystore
+// that reports changes (keystore.Watcher) is followed by one goroutine for
+// the broker's life; a change starts a read of the app's credential, or,
+// with a read in flight, one more read when that one lands.
 //
 // A cached GetToken takes no lock: an entry's token is an atomic pointer,
 // written under mu and read without it; so is a tenant's map of entries,

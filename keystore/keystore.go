@@ -1,16 +1,23 @@
-// Package keystore is where brokerd keeps each app's client secret.
+// Package keystore is where brokerd keeps each app's credential: a client
+// secret, or a certificate with its private key.
 //
 // # Security role
 //
-// The client secret is the one long-lived credential in tokenbroker: whoever
+// The app's credential is the one long-lived secret in tokenbroker: whoever
 // holds it can mint Defender for Endpoint tokens in every customer tenant that
-// consented to the app. This package is the only place the secret is stored
-// and loaded; the rest of brokerd handles it as a [Secret], a value that
-// prints, marshals and logs as "[redacted]" and hands out the real value only
-// through [Secret.Reveal]. Errors from this package name the backend, the
-// operation and the account (the app's client id, which is not secret), never
-// the secret value. Nothing here ever writes a secret to a file, argv,
-// environment variable or log.
+// consented to the app. This package is the only place it is stored and
+// loaded; the rest of brokerd handles it as a [Secret], a value that prints,
+// marshals and logs as "[redacted]" and hands out the real value only through
+// [Secret.Reveal]. Errors from this package name the backend, the operation
+// and the account (the app's client id, which is not secret), never the
+// value. Nothing here ever writes a secret to a file, argv, environment
+// variable or log.
+//
+// A store holds one value per account; [Credential] says what brokerd
+// writes there (a small JSON envelope with the kind, when it was set and a
+// secret's expiry) and what it reads back ([Decode]: the envelope, a PEM
+// certificate bundle, or a bare client secret), and [ParseCertificate]
+// checks a certificate bundle.
 //
 // # Backends
 //

@@ -329,7 +329,7 @@ func TestCredentialSetOutcomeUnknown(t *testing.T) {
 	b = &brokertest.FakeBroker{SetBlock: true}
 	r = runCLI(t, secret+"\n", "--socket", brokertest.Serve(t, b), "--timeout", "200ms", "credential", "set", "--app", "partner")
 	for _, want := range []string{"brokerctl: DeadlineExceeded: brokerd did not answer within --timeout 200ms",
-		"may or may not have been stored", "`brokerctl tenants`", "brokerctl credential set --app partner"} {
+		"may or may not have been stored", "`brokerctl credential show --app partner`", "brokerctl credential set --app partner"} {
 		if r.code != exitUnavailable || !strings.Contains(r.stderr, want) {
 			t.Errorf("own timeout: got %+v, want code 6 and %q", r, want)
 		}

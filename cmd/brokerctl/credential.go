@@ -72,7 +72,7 @@ reported before anything is sent to Entra ID.
 When the answer is lost (brokerd or its keyring did not answer within the
 timeout), the credential may or may not have been stored: set says so and
 exits 6. brokerd then reads its keystore again and uses whatever it holds;
-check with "brokerctl tenants".
+check with "brokerctl credential show".
 
 A client secret is read from stdin, never from the command line: command
 lines are visible to other users and kept in shell history, so there is no
@@ -232,8 +232,8 @@ func (c *cli) setCredential(f setFlags) error {
 		// credential after all. (When brokerd knows the outcome is
 		// unknown, its own message says so and how to check.)
 		return status.Errorf(codes.DeadlineExceeded,
-			"%s; the new credential of app %s may or may not have been stored: check `brokerctl tenants`, and run `brokerctl credential set --app %s` again if app %s's tenants fail",
-			status.Convert(err).Message(), f.app, f.app, f.app)
+			"%s; the new credential of app %s may or may not have been stored: check `brokerctl credential show --app %s`, and run `brokerctl credential set --app %s` again if app %s's tenants fail",
+			status.Convert(err).Message(), f.app, f.app, f.app, f.app)
 	}
 	if err != nil {
 		return err
