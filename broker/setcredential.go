@@ -73,19 +73,11 @@ func (b *Broker) SetCredential(ctx context.Context, req SetRequest) (string, Cre
 	if err := b.store.Writable(a.clientID); err != nil {
 		return "", CredentialInfo{}, errorf(KindFailedPrecondition, "brokerd cannot store credentials in the %s keystore: %v", b.store.Name(), err)
 	}
-	if err := b.enter(); err != nil {
-		return "", CredentialInfo{}, err
-	}
-	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(b.ctx, cancel)()
-
-	release, err := b.takeSetting(ctx, a)
+	ctx, done, err := b.beginChange(ctx, a)
 	if err != nil {
 		return "", CredentialInfo{}, err
 	}
-	defer release()
+	defer done()
 	verified := ""
 	if !req.NoVerify {
 		if verified, err = b.verify(ctx, a, h, only); err != nil {
@@ -203,16 +195,29 @@ func (b *Broker) appTenant(a *app, name string) (*tenant, error) {
 	return t, nil
 }
 
-// takeSetting waits for a's turn to change its credential.
-func (b *Broker) takeSetting(ctx context.Context, a *app) (release func(), err error) {
+// beginChange starts a change of a's credential: it counts the call in
+// wg (Close waits for it), derives a context Close cancels, and waits for
+// a's turn (app.setting). done ends all three.
+func (b *Broker) beginChange(ctx context.Context, a *app) (context.Context, func(), error) {
+	if err := b.enter(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.ctx, cancel)
+	end := func() {
+		stop()
+		cancel()
+		b.wg.Done()
+	}
 	select {
 	case a.setting <- struct{}{}:
-		return func() { <-a.setting }, nil
+		return ctx, func() { <-a.setting; end() }, nil
 	case <-ctx.Done():
+		end()
 		if b.ctx.Err() != nil {
-			return nil, errClosing()
+			return nil, nil, errClosing()
 		}
-		return nil, ctxError(ctx, "waiting for another credential change of app "+a.name)
+		return nil, nil, ctxError(ctx, "waiting for another credential change of app "+a.name)
 	}
 }
 
@@ -342,18 +347,11 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 	if err := b.store.Writable(a.clientID); err != nil {
 		return CredentialInfo{}, errorf(KindFailedPrecondition, "brokerd cannot delete credentials from the %s keystore: %v", b.store.Name(), err)
 	}
-	if err := b.enter(); err != nil {
-		return CredentialInfo{}, err
-	}
-	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(b.ctx, cancel)()
-	release, err := b.takeSetting(ctx, a)
+	ctx, done, err := b.beginChange(ctx, a)
 	if err != nil {
 		return CredentialInfo{}, err
 	}
-	defer release()
+	defer done()
 
 	b.mu.Lock()
 	info := CredentialInfo{App: a.name, Keystore: b.store.Name()}

@@ -1,11 +1,9 @@
 package keystore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -186,25 +184,8 @@ func (s *directoryStore) read(path, account string) (Secret, fingerprint, error)
 		}
 		return Secret{}, fp, err
 	}
-	// Read at most MaxValueSize plus a trailing "\r\n" plus one byte, to tell
-	// "too large" apart without reading an arbitrarily large file.
-	b, err := io.ReadAll(io.LimitReader(f, MaxValueSize+3))
-	if err != nil {
-		return Secret{}, fp, err
-	}
-	defer clear(b)
-	if bytes.HasSuffix(b, []byte("\r\n")) {
-		b = b[:len(b)-2]
-	} else if bytes.HasSuffix(b, []byte("\n")) {
-		b = b[:len(b)-1]
-	}
-	switch {
-	case len(b) == 0:
-		return Secret{}, fp, fmt.Errorf("%w: credential file %s is empty", ErrInvalidSecret, path)
-	case len(b) > MaxValueSize:
-		return Secret{}, fp, fmt.Errorf("%w: credential file %s is larger than %d bytes", ErrInvalidSecret, path, MaxValueSize)
-	}
-	return NewSecret(string(b)), fp, nil
+	v, err := readValue(f, path)
+	return v, fp, err
 }
 
 // private returns an error matching ErrInsecureFile unless fi, the opened

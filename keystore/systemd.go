@@ -76,25 +76,11 @@ func (s *systemdStore) Get(ctx context.Context, account string) (Secret, error) 
 	if !fi.Mode().IsRegular() {
 		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: %s is not a regular file", ErrInvalidSecret, path))
 	}
-	// Read at most MaxValueSize plus a trailing "\r\n" plus one byte, to tell
-	// "too large" apart without reading an arbitrarily large file.
-	b, err := io.ReadAll(io.LimitReader(f, MaxValueSize+3))
+	v, err := readValue(f, path)
 	if err != nil {
 		return Secret{}, opError(s.Name(), op, account, err)
 	}
-	defer clear(b)
-	if bytes.HasSuffix(b, []byte("\r\n")) {
-		b = b[:len(b)-2]
-	} else if bytes.HasSuffix(b, []byte("\n")) {
-		b = b[:len(b)-1]
-	}
-	switch {
-	case len(b) == 0:
-		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: credential file %s is empty", ErrInvalidSecret, path))
-	case len(b) > MaxValueSize:
-		return Secret{}, opError(s.Name(), op, account, fmt.Errorf("%w: credential file %s is larger than %d bytes", ErrInvalidSecret, path, MaxValueSize))
-	}
-	return NewSecret(string(b)), nil
+	return v, nil
 }
 
 func (s *systemdStore) Set(ctx context.Context, account string, _ Secret) error {
@@ -120,4 +106,29 @@ func (s *systemdStore) Delete(ctx context.Context, account string) error {
 	return opError(s.Name(), "delete", account, fmt.Errorf("%w: the systemd backend only reads credentials that systemd "+
 		"passes in; remove the LoadCredentialEncrypted=%s (or LoadCredential=%s) line from the brokerd unit and "+
 		"the encrypted file, then restart it", ErrReadOnly, account, account))
+}
+
+// readValue reads a credential file's value: at most MaxValueSize bytes
+// after one trailing newline ("\n" or "\r\n") is removed, not empty. Its
+// errors name path, never the value.
+func readValue(r io.Reader, path string) (Secret, error) {
+	// Read at most MaxValueSize plus a trailing "\r\n" plus one byte, to tell
+	// "too large" apart without reading an arbitrarily large file.
+	b, err := io.ReadAll(io.LimitReader(r, MaxValueSize+3))
+	defer clear(b)
+	if err != nil {
+		return Secret{}, err
+	}
+	if bytes.HasSuffix(b, []byte("\r\n")) {
+		b = b[:len(b)-2]
+	} else if bytes.HasSuffix(b, []byte("\n")) {
+		b = b[:len(b)-1]
+	}
+	switch {
+	case len(b) == 0:
+		return Secret{}, fmt.Errorf("%w: credential file %s is empty", ErrInvalidSecret, path)
+	case len(b) > MaxValueSize:
+		return Secret{}, fmt.Errorf("%w: credential file %s is larger than %d bytes", ErrInvalidSecret, path, MaxValueSize)
+	}
+	return NewSecret(string(b)), nil
 }
