@@ -127,6 +127,20 @@ func TestStickyDirectories(t *testing.T) {
 	squat := tr.file("sticky/f", 0o600, 0)
 	wantRefused(t, fileErr(File(squat, rootOnly)), sticky, "directory "+sticky, "mode 1777", "sticky", "a directory of its own")
 	wantRefused(t, fileErr(Dir(sticky, rootOnly)), sticky, "sticky")
+	// A caller that checks the owner of what it opens may let a sticky
+	// volume hold the file (SharedHolder); a link on the way must still
+	// be trusted.
+	shared := Policy{SharedHolder: true}
+	mustPass(t)(File(squat, shared))
+	link := filepath.Join(sticky, "link")
+	if err := os.Symlink(squat, link); err != nil {
+		t.Fatal(err)
+	}
+	mustPass(t)(File(link, shared))
+	if err := os.Lchown(link, int(nobody), int(nobody)); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, fileErr(File(link, shared)), link, "symbolic link "+link, "chown -h root")
 	// A directory of one's own may be made in it, though.
 	mustPass(t)(Above(sticky, rootOnly))
 	// Above holds the rest of the way to the same rules as Dir.
