@@ -138,6 +138,9 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 		a.gen++
 		args = append(args, "kind", h.info.Kind, "tenants_resumed", b.reacquireLocked(a, now))
 	case err == nil:
+		// The same value; what is said of it (set_at, expires_at) may be
+		// new. The generation, and the MSAL clients built for it, stay.
+		a.cred = h
 		msg = "the keystore holds the credential in use"
 	case a.cred == nil:
 		a.loadFailures++

@@ -175,3 +175,31 @@ func TestKeystoreWatchFails(t *testing.T) {
 		return strings.Contains(h.logs.String(), `level=WARN msg="cannot watch the keystore for changes; a credential replaced in it is read at the next restart" keystore=memory error="inotify: too many watches"`)
 	})
 }
+
+// A stored credential whose value is the same but whose expiry changed (set
+// again with --expires, by another brokerd or by hand) is described anew,
+// without fetching any tenant again.
+func TestKeystoreSameValueNewExpiry(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	st := &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
+	h := newCredHarness(t, w, broker.Options{Store: st})
+	h.b.Start()
+	changed := <-st.changed
+	h.advance(time.Second)
+	sent := w.IdP.TotalTokenRequests()
+	expires := h.clk.Now().Add(400 * 24 * time.Hour).UTC().Truncate(time.Second)
+	v := keystore.Credential{Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret), Expires: expires}.Encode()
+	if err := st.Store.Store.Set(context.Background(), w.ClientID, v); err != nil {
+		t.Fatal(err)
+	}
+	changed(w.ClientID)
+	h.advance(time.Second)
+	info, err := h.b.GetCredential(context.Background(), w.App)
+	if err != nil || !info.ExpiresAt.Equal(expires) {
+		t.Errorf("GetCredential after the expiry changed: %+v, %v; want expires %v", info, err, expires)
+	}
+	if got := w.IdP.TotalTokenRequests(); got != sent {
+		t.Errorf("%d token requests for a credential whose value did not change", got-sent)
+	}
+}
