@@ -187,9 +187,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b.Start()
 	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", cfg.NumTenants(),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		log.Warn("sd_notify READY failed", "error", err)
-	}
+	stopNotify := startNotifier(ctx, b, log)
+	defer stopNotify()
 	if o.dev {
 		// brokerctl needs --socket unless it finds this socket by itself.
 		def, err := client.SocketPath("")
@@ -201,6 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serving on %s: %w", path, err)
 	case <-ctx.Done():
 	}
+	stopNotify() // nothing is sent after STOPPING=1
 	log.Info("brokerd stopping")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	stopped := make(chan struct{})

@@ -979,8 +979,9 @@ func TestSocketActivation(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret}, []string{tok})
 }
 
-// brokerd tells the service manager READY=1 once it serves and
-// STOPPING=1 when it stops.
+// brokerd tells the service manager READY=1 once every tenant's first
+// fetch has finished or failed, STATUS= with the tenants by state,
+// WATCHDOG=1 at half of WATCHDOG_USEC, and STOPPING=1 when it stops.
 func TestSdNotify(t *testing.T) {
 	t.Parallel()
 	s := newSession(t)
@@ -1002,7 +1003,7 @@ func TestSdNotify(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
-	await := func(want string) {
+	await := func(want string) string {
 		t.Helper()
 		timeout := time.After(deadline)
 		for {
@@ -1012,7 +1013,7 @@ func TestSdNotify(t *testing.T) {
 					t.Fatalf("notify socket closed before %s", want)
 				}
 				if strings.Contains(m, want) {
-					return
+					return m
 				}
 			case <-timeout:
 				t.Fatalf("no %s on NOTIFY_SOCKET within %v", want, deadline)
@@ -1020,11 +1021,16 @@ func TestSdNotify(t *testing.T) {
 		}
 	}
 
-	p := s.brokerd([]string{"NOTIFY_SOCKET=" + notify}, "--dev", "--socket", s.socket)
-	await("READY=1")
-	// READY means serving: the socket answers right away.
+	p := s.brokerd([]string{"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=1000000"}, "--dev", "--socket", s.socket)
+	// READY means every first fetch is done, and serving.
+	const status = "STATUS=3 tenants: 2 ready, 0 degraded, 1 failed, 0 without a credential, 0 pending"
+	if m := await("READY=1"); !strings.Contains(m, status) {
+		t.Errorf("READY=1 came with %q, want %s", m, status)
+	}
 	wantTenant(t, s.get("contoso"), contosoID)
-	if e := p.stderr.String(); strings.Contains(e, "sd_notify READY failed") {
+	await("WATCHDOG=1")
+	await("WATCHDOG=1") // again, half a second later
+	if e := p.stderr.String(); strings.Contains(e, "sd_notify") {
 		t.Errorf("brokerd reports a failed notification:\n%s", e)
 	}
 	if code := p.signal(t, syscall.SIGTERM); code != 0 {
