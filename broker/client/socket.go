@@ -73,6 +73,40 @@ func chooseSocketPath(flagValue string, getenv func(string) string, uid int) (st
 		"pass --socket PATH or set BROKERD_SOCKET to the socket brokerd listens on")
 }
 
+// DialPath resolves the socket a client dials: as SocketPath, except that
+// when neither --socket nor $BROKERD_SOCKET names one and no socket exists
+// at the user path ($XDG_RUNTIME_DIR/brokerd/brokerd.sock, or no
+// XDG_RUNTIME_DIR at all), it falls back to the system service's
+// /run/brokerd/brokerd.sock if that exists, for any user: a member of the
+// brokerd group, or a user without a login session, reaches the system
+// service without --socket. Whoever serves a path is checked when it is
+// dialled, whichever path it is.
+func DialPath(flagValue string) (string, error) {
+	return resolveDialPath(flagValue, os.Getenv, os.Getuid(), socketExists)
+}
+
+func resolveDialPath(flagValue string, getenv func(string) string, uid int, exists func(string) bool) (string, error) {
+	path, err := resolveSocketPath(flagValue, getenv, uid)
+	switch {
+	case flagValue != "" || getenv(socketEnv) != "":
+		return path, err // named explicitly: no fallback
+	case err == nil && (path == systemSocket || exists(path)):
+		return path, nil
+	case exists(systemSocket):
+		return systemSocket, nil
+	case err != nil:
+		return "", errors.New("cannot find the brokerd socket: XDG_RUNTIME_DIR is not set and the system service's " +
+			systemSocket + " does not exist; pass --socket PATH or set BROKERD_SOCKET to the socket brokerd listens on")
+	}
+	return path, nil // the user path: dialling it says there is no socket
+}
+
+// socketExists reports whether a socket is at path.
+func socketExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Type() == os.ModeSocket
+}
+
 // checkSocketPathLength fails when path cannot fit in sun_path.
 func checkSocketPathLength(path string) error {
 	if len(path) > MaxSocketPath {

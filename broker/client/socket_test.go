@@ -1,6 +1,7 @@
 package client
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -133,5 +134,49 @@ func TestSocketPathReadsEnvironment(t *testing.T) {
 	t.Setenv("BROKERD_SOCKET", "")
 	if got, err := SocketPath(""); err != nil || got != "/run/user/4242/brokerd/brokerd.sock" {
 		t.Errorf("SocketPath(\"\") = %q, %v; want the XDG path", got, err)
+	}
+}
+
+// A client falls back to the system service's socket, for any user, when
+// nothing names a socket and none is at the user path.
+func TestDialPathFallback(t *testing.T) {
+	const user = "/run/user/1000/brokerd/brokerd.sock"
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	existing := func(paths ...string) func(string) bool {
+		return func(p string) bool { return slices.Contains(paths, p) }
+	}
+	tests := []struct {
+		name   string
+		flag   string
+		getenv func(string) string
+		uid    int
+		exists func(string) bool
+		want   string // "" means an error
+	}{
+		{"user socket there", "", env("XDG_RUNTIME_DIR", "/run/user/1000"), 1000, existing(user, systemSocket), user},
+		{"no user socket: the system one", "", env("XDG_RUNTIME_DIR", "/run/user/1000"), 1000, existing(systemSocket), systemSocket},
+		{"no session: the system one", "", env(), 1000, existing(systemSocket), systemSocket},
+		{"neither: the user path, to say it is missing", "", env("XDG_RUNTIME_DIR", "/run/user/1000"), 1000, existing(), user},
+		{"neither and no session", "", env(), 1000, existing(), ""},
+		{"--socket names one: no fallback", "/tmp/x.sock", env(), 1000, existing(systemSocket), "/tmp/x.sock"},
+		{"BROKERD_SOCKET names one: no fallback", "", env("BROKERD_SOCKET", "/tmp/y.sock"), 1000, existing(systemSocket), "/tmp/y.sock"},
+		{"root", "", env(), 0, existing(), systemSocket},
+	}
+	for _, tt := range tests {
+		got, err := resolveDialPath(tt.flag, tt.getenv, tt.uid, tt.exists)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("%s: %q, want an error", tt.name, got)
+		case tt.want == "" && !strings.Contains(err.Error(), systemSocket):
+			t.Errorf("%s: error %q does not name %s", tt.name, err, systemSocket)
+		case tt.want != "" && (err != nil || got != tt.want):
+			t.Errorf("%s: %q, %v; want %q", tt.name, got, err, tt.want)
+		}
 	}
 }

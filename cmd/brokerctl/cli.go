@@ -128,7 +128,7 @@ a socket directory only root could have made (the system service's
 
 	flags := root.PersistentFlags()
 	flags.StringVar(&c.socket, "socket", "",
-		"brokerd's Unix socket (default $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock, else /run/brokerd/brokerd.sock for root)")
+		"brokerd's Unix socket (default $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock if it exists, else /run/brokerd/brokerd.sock)")
 	flags.StringVar(&c.expectUID, "expect-uid", "",
 		"also trust a brokerd run by this `UID|USER` (default $BROKERD_UID)")
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
@@ -201,7 +201,7 @@ func (c *cli) report(err error) int {
 // dial connects to brokerd on the socket chosen by --socket and the
 // environment, trusting the uid of --expect-uid too.
 func (c *cli) dial() (*client.Client, error) {
-	path, err := client.SocketPath(c.socket)
+	path, err := client.DialPath(c.socket)
 	if err != nil {
 		return nil, inputError(err)
 	}
