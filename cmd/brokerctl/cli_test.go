@@ -427,6 +427,18 @@ func TestTenantsJSON(t *testing.T) {
 	if !strings.HasSuffix(r.stdout, "}\n") || strings.Count(r.stdout, "\n") < 10 {
 		t.Errorf("want multi-line JSON ending in a newline, got:\n%s", r.stdout)
 	}
+	// The same bytes from every build: encoding/json's two-space
+	// indentation, whatever white space protojson chose in this build.
+	var compact, canonical bytes.Buffer
+	if err := json.Compact(&compact, []byte(r.stdout)); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Indent(&canonical, compact.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if want := canonical.String() + "\n"; r.stdout != want {
+		t.Errorf("output is not the canonical indentation:\n%q\nwant\n%q", r.stdout, want)
+	}
 
 	var got brokerv1.ListTenantsResponse
 	if err := protojson.Unmarshal([]byte(r.stdout), &got); err != nil {
