@@ -944,6 +944,13 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
+	t.Run("brokerctl usage errors", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		s.ctl("", "get", "--tenant", "contoso", "--bogus").wantExit(t, 2, "brokerctl: unknown flag: --bogus (see brokerctl get --help)\n")
+		s.ctl("", "tenats").wantExit(t, 2, `brokerctl: unknown command "tenats" for "brokerctl"; did you mean tenants? (see brokerctl --help)`+"\n")
+	})
+
 	t.Run("brokerctl socket path too long", func(t *testing.T) {
 		t.Parallel()
 		s := newSession(t)
