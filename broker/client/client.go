@@ -197,6 +197,12 @@ func (c *Client) ListTenants(ctx context.Context) ([]*brokerv1.TenantStatus, err
 	return resp.GetTenants(), nil
 }
 
+// GetVersion reports how the brokerd on the other end was built: its module
+// version, commit, Go version and platform. Any connected caller may ask.
+func (c *Client) GetVersion(ctx context.Context) (*brokerv1.GetVersionResponse, error) {
+	return c.api.GetVersion(ctx, &brokerv1.GetVersionRequest{})
+}
+
 // SetCredential stores a new credential for req.App, the configured name of
 // an Entra ID app: a client secret or a certificate with its key. brokerd
 // first verifies it against one of the app's tenants (named in the

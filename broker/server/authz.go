@@ -33,6 +33,9 @@ import (
 //     calls are audited once per connection and at most
 //     limits.audit_denials_per_minute times per uid and minute, like
 //     denials: a caller on no list cannot flood the log by reconnecting.
+//   - GetVersion: anyone connected; it tells only how brokerd was built.
+//     It is audited once per connection, and a non-admin's lines are
+//     held to limits.audit_denials_per_minute per uid, like ListTenants.
 //   - grpc.health.v1 and reflection: anyone; they carry no tenant data.
 //   - Any other BrokerService method, unary or stream: denied (fail closed).
 //
@@ -49,23 +52,27 @@ type authorizer struct {
 	// denials rate limits the audit lines of denials per uid; nil audits
 	// every denial.
 	denials *uidLimiter
-	// listings rate limits the audit lines of non-admins' ListTenants
-	// calls per uid; nil audits every one.
-	listings *uidLimiter
+	// listings and versions rate limit the audit lines of non-admins'
+	// ListTenants and GetVersion calls per uid; nil audits every one.
+	listings, versions *uidLimiter
 }
 
-// listingSummary is the report of the listings limiter.
-func listingSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
+// callSummary is the report of the listings or the versions limiter, for
+// calls of rpc.
+func callSummary(log *slog.Logger, rpc string, perMinute int) func(uid uint32, held int) {
 	return func(uid uint32, held int) {
-		log.Warn(fmt.Sprintf("%d more ListTenants %s from uid %d", held, plural(held, "call"), uid), "uid", uid, "calls", held,
+		log.Warn(fmt.Sprintf("%d more %s %s from uid %d", held, rpc, plural(held, "call"), uid), "uid", uid, "calls", held,
 			"reason", fmt.Sprintf("over limits.audit_denials_per_minute (%d)", perMinute))
 	}
 }
 
-// listKey is the key under which a connection remembers that its
-// ListTenants call was audited; no tenant name can be empty or start with
-// a NUL.
-const listKey = "\x00ListTenants"
+// listKey and versionKey are the keys under which a connection remembers
+// that its ListTenants or GetVersion call was audited; no tenant name can
+// be empty or start with a NUL.
+const (
+	listKey    = "\x00ListTenants"
+	versionKey = "\x00GetVersion"
+)
 
 // denialSummary is the report of the denials limiter.
 func denialSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
@@ -191,6 +198,11 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 	case *brokerv1.ListTenantsRequest:
 		if broker.IsAdmin(p.Caller) || p.firstDecision(listKey) && (a.listings == nil || a.listings.allow(p.Caller.UID)) {
 			a.log(rpc, "", p, true, "lists only the tenants the caller may use")
+		}
+		return nil
+	case *brokerv1.GetVersionRequest:
+		if p.firstDecision(versionKey) && (broker.IsAdmin(p.Caller) || a.versions == nil || a.versions.allow(p.Caller.UID)) {
+			a.log(rpc, "", p, true, "tells only how brokerd was built")
 		}
 		return nil
 	default:

@@ -48,10 +48,11 @@ type Server struct {
 	gs    *grpc.Server
 	log   *slog.Logger
 	conns *connLimits
-	// denials, listings and refusals rate limit the log lines of denied
-	// calls, of non-admins' ListTenants calls and of refused connections
-	// per uid; Stop and GracefulStop report what they held back.
-	denials, listings, refusals *uidLimiter
+	// denials, listings, versions and refusals rate limit the log lines
+	// of denied calls, of non-admins' ListTenants and GetVersion calls and
+	// of refused connections per uid; Stop and GracefulStop report what
+	// they held back.
+	denials, listings, versions, refusals *uidLimiter
 	// stopping ends every watch when the server stops, so that a graceful
 	// stop does not wait for streams that would never end by themselves.
 	stopping context.Context
@@ -75,10 +76,11 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 		log:      log,
 		conns:    newConnLimits(lim),
 		denials:  newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, denialSummary(log, lim.AuditDenialsPerMinute)),
-		listings: newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, listingSummary(log, lim.AuditDenialsPerMinute)),
+		listings: newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, callSummary(log, "ListTenants", lim.AuditDenialsPerMinute)),
+		versions: newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, callSummary(log, "GetVersion", lim.AuditDenialsPerMinute)),
 		refusals: newUIDLimiter(b.Clock(), 1, time.Minute, connRefusalSummary(log)),
 	}
-	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials, listings: s.listings}
+	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials, listings: s.listings, versions: s.versions}
 	opts := append(transportLimits(lim),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.Creds(peerCreds{}),
@@ -122,6 +124,7 @@ func (s *Server) Stop() {
 func (s *Server) flush() {
 	s.denials.close()
 	s.listings.close()
+	s.versions.close()
 	s.refusals.close()
 }
 

@@ -20,23 +20,23 @@ import (
 )
 
 // usageError is a mistake on the command line or in the input: exit status
-// 2. showUsage adds the command's usage after the error line, for mistakes
-// in flags and arguments.
+// 2, one line on stderr. seeHelp ends the line with a pointer to the
+// command's --help, for mistakes in flags and arguments.
 type usageError struct {
-	err       error
-	showUsage bool
+	err     error
+	seeHelp bool
 }
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
-// flagError reports a bad flag or argument; the usage follows it.
+// flagError reports a bad flag or argument, pointing to --help.
 func flagError(format string, args ...any) error {
-	return &usageError{err: fmt.Errorf(format, args...), showUsage: true}
+	return &usageError{err: fmt.Errorf(format, args...), seeHelp: true}
 }
 
 // inputError reports bad input other than flags (an empty secret, an
-// unresolvable socket path); no usage follows it.
+// unresolvable socket path); --help would not help.
 func inputError(err error) error {
 	return &usageError{err: err}
 }
@@ -111,7 +111,7 @@ a socket directory only root could have made (the system service's
   # service's are trusted without it)
   brokerctl --socket /home/alice/.brokerd/brokerd.sock --expect-uid alice tenants`,
 		SilenceErrors: true, // execute prints errors, as one line
-		SilenceUsage:  true, // and the usage only for flag errors
+		SilenceUsage:  true, // pointing to --help, not printing it
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			if c.timeout <= 0 {
 				return flagError("invalid --timeout %v: must be more than 0", c.timeout)
@@ -123,7 +123,7 @@ a socket directory only root could have made (the system service's
 	root.SetOut(c.stdout)
 	root.SetErr(c.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &usageError{err: err, showUsage: true}
+		return &usageError{err: err, seeHelp: true}
 	})
 
 	flags := root.PersistentFlags()
@@ -134,7 +134,7 @@ a socket directory only root could have made (the system service's
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
 
 	root.AddCommand(c.getCommand(), c.execCommand(), c.credentialCommand(), c.tenantsCommand(),
-		c.consentURLCommand(), c.inspectCommand())
+		c.consentURLCommand(), c.inspectCommand(), c.versionCommand())
 	return root
 }
 
@@ -173,13 +173,28 @@ func (c *cli) execute(args []string) int {
 	default:
 		// cobra's own: unknown command or flag, missing required flag,
 		// wrong arguments.
-		usage = &usageError{err: err, showUsage: true}
+		usage = &usageError{err: err, seeHelp: true}
 	}
-	fmt.Fprintf(c.stderr, "brokerctl: %v\n", usage.err)
-	if usage.showUsage && cmd != nil {
-		fmt.Fprintf(c.stderr, "\n%s", cmd.UsageString())
+	msg := usageLine(usage.err.Error())
+	if usage.seeHelp {
+		path := "brokerctl"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		msg += " (see " + path + " --help)"
 	}
+	fmt.Fprintf(c.stderr, "brokerctl: %s\n", msg)
 	return exitUsage
+}
+
+// usageLine makes a usage error one line: cobra's suggestions for an
+// unknown command ("\n\nDid you mean this?\n\tget\n") become "; did you
+// mean get?", and what the user typed cannot start another line.
+func usageLine(msg string) string {
+	if before, suggestions, ok := strings.Cut(msg, "\n\nDid you mean this?\n"); ok {
+		msg = before + "; did you mean " + strings.Join(strings.Fields(suggestions), " or ") + "?"
+	}
+	return oneLine(msg)
 }
 
 // report prints a command's error as one line and returns its exit status.

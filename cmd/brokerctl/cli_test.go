@@ -86,41 +86,47 @@ func TestUsageErrors(t *testing.T) {
 	sock := brokertest.Serve(t, b)
 
 	tests := []struct {
-		name      string
-		args      []string
-		wantFirst string // the first line of stderr
-		wantUsage bool
+		name     string
+		args     []string
+		wantLine string // stderr, one line
+		help     string // the command whose --help the line points to
 	}{
 		{"get without --tenant", []string{"get"},
-			`brokerctl: required flag(s) "tenant" not set`, true},
+			`brokerctl: required flag(s) "tenant" not set`, "brokerctl get"},
 		{"get with empty --tenant", []string{"get", "--tenant", " "},
-			"brokerctl: --tenant must not be empty: give the tenant's configured name, tenant id or domain", true},
+			"brokerctl: --tenant must not be empty: give the tenant's configured name, tenant id or domain", "brokerctl get"},
 		{"get with an empty --scope", []string{"get", "--tenant", "contoso", "--scope", ""},
-			"brokerctl: --scope must not be empty", true},
+			"brokerctl: --scope must not be empty", "brokerctl get"},
 		{"get with a bad --min-valid", []string{"get", "--tenant", "contoso", "--min-valid", "5"},
-			`brokerctl: invalid argument "5" for "--min-valid" flag: time: missing unit in duration "5"`, true},
+			`brokerctl: invalid argument "5" for "--min-valid" flag: time: missing unit in duration "5"`, "brokerctl get"},
 		{"get with a negative --min-valid", []string{"get", "--tenant", "contoso", "--min-valid", "-1m"},
-			"brokerctl: invalid --min-valid -1m0s: must not be negative", true},
+			"brokerctl: invalid --min-valid -1m0s: must not be negative", "brokerctl get"},
 		{"get with an argument", []string{"get", "--tenant", "contoso", "extra"},
-			`brokerctl: unknown command "extra" for "brokerctl get"`, true},
+			`brokerctl: unknown command "extra" for "brokerctl get"`, "brokerctl get"},
 		{"get with a bad --output", []string{"get", "--tenant", "contoso", "--output", "yaml"},
-			`brokerctl: invalid --output "yaml": want token, json or header`, true},
+			`brokerctl: invalid --output "yaml": want token, json or header`, "brokerctl get"},
 		{"get --watch with a bad --output", []string{"get", "--tenant", "contoso", "--watch", "-o", "table"},
-			`brokerctl: invalid --output "table": want token, json or header`, true},
+			`brokerctl: invalid --output "table": want token, json or header`, "brokerctl get"},
 		{"tenants with a bad --output", []string{"tenants", "--output", "yaml"},
-			`brokerctl: invalid --output "yaml": want table or json`, true},
+			`brokerctl: invalid --output "yaml": want table or json`, "brokerctl tenants"},
 		{"zero --timeout", []string{"--timeout", "0s", "tenants"},
-			"brokerctl: invalid --timeout 0s: must be more than 0", true},
+			"brokerctl: invalid --timeout 0s: must be more than 0", "brokerctl tenants"},
 		{"bad --timeout", []string{"--timeout", "soon", "tenants"},
-			`brokerctl: invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"`, true},
+			`brokerctl: invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"`, "brokerctl tenants"},
 		{"unknown command", []string{"token"},
-			`brokerctl: unknown command "token" for "brokerctl"`, true},
+			`brokerctl: unknown command "token" for "brokerctl"`, "brokerctl"},
+		{"unknown command like one", []string{"tenats"},
+			`brokerctl: unknown command "tenats" for "brokerctl"; did you mean tenants?`, "brokerctl"},
+		{"a control character in an unknown command", []string{"x\x1b[2Jy"},
+			`brokerctl: unknown command "x\x1b[2Jy" for "brokerctl"`, "brokerctl"},
 		{"unknown flag", []string{"get", "--tenant", "contoso", "--fresh"},
-			"brokerctl: unknown flag: --fresh", true},
+			"brokerctl: unknown flag: --fresh", "brokerctl get"},
+		{"a newline in an unknown flag", []string{"--fr\nesh\x1b"},
+			`brokerctl: unknown flag: --fr esh\x1b`, "brokerctl"},
 		{"credential set without --app", []string{"credential", "set"},
-			`brokerctl: required flag(s) "app" not set`, true},
+			`brokerctl: required flag(s) "app" not set`, "brokerctl credential set"},
 		{"credential set has no secret flag", []string{"credential", "set", "--app", "partner", "--secret", "hunter2"},
-			"brokerctl: unknown flag: --secret", true},
+			"brokerctl: unknown flag: --secret", "brokerctl credential set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,12 +138,8 @@ func TestUsageErrors(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("stdout = %q, want empty", r.stdout)
 			}
-			first, rest, _ := strings.Cut(r.stderr, "\n")
-			if first != tt.wantFirst {
-				t.Errorf("stderr first line = %q, want %q", first, tt.wantFirst)
-			}
-			if got := strings.Contains(rest, "Usage:"); got != tt.wantUsage {
-				t.Errorf("usage shown = %v, want %v; stderr:\n%s", got, tt.wantUsage, r.stderr)
+			if want := tt.wantLine + " (see " + tt.help + " --help)\n"; r.stderr != want {
+				t.Errorf("stderr = %q\nwant     %q", r.stderr, want)
 			}
 			if strings.Contains(r.stderr, "hunter2") {
 				t.Errorf("stderr repeats the secret given on the command line")
@@ -424,6 +426,18 @@ func TestTenantsJSON(t *testing.T) {
 	}
 	if !strings.HasSuffix(r.stdout, "}\n") || strings.Count(r.stdout, "\n") < 10 {
 		t.Errorf("want multi-line JSON ending in a newline, got:\n%s", r.stdout)
+	}
+	// The same bytes from every build: encoding/json's two-space
+	// indentation, whatever white space protojson chose in this build.
+	var compact, canonical bytes.Buffer
+	if err := json.Compact(&compact, []byte(r.stdout)); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Indent(&canonical, compact.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if want := canonical.String() + "\n"; r.stdout != want {
+		t.Errorf("output is not the canonical indentation:\n%q\nwant\n%q", r.stdout, want)
 	}
 
 	var got brokerv1.ListTenantsResponse

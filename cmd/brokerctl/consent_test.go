@@ -55,27 +55,27 @@ func TestConsentURL(t *testing.T) {
 		t.Errorf("brokerd's consent error %v does not name consent-url's link %q", err, link)
 	}
 
+	const seeHelp = " (see brokerctl consent-url --help)"
 	mistakes := []struct {
 		name string
 		args []string
 		code int
-		want string // stderr's first line
+		want string // stderr, one line without its newline
 	}{
 		{"unknown tenant", []string{"--tenant", "nosuch"}, exitNotFound,
 			`brokerctl: NotFound: tenant "nosuch" is not among the tenants brokerd lists for you (give its configured name or tenant id, see ` + "`brokerctl tenants`" + `; for a tenant not configured yet, use --app and --tenant-id)`},
 		{"unknown app", []string{"--app", "nosuch"}, exitNotFound,
 			`brokerctl: NotFound: app "nosuch" is not among the apps brokerd lists for you (fresh, partner)`},
 		{"several apps, none named", nil, exitUsage,
-			"brokerctl: brokerd has several apps (fresh, partner): name one with --app"},
+			"brokerctl: brokerd has several apps (fresh, partner): name one with --app" + seeHelp},
 		{"bad tenant id", []string{"--app", "partner", "--tenant-id", "../x"}, exitUsage,
-			`brokerctl: invalid --tenant-id "../x": give the tenant's id (a GUID) or one of its domains, e.g. contoso.onmicrosoft.com`},
+			`brokerctl: invalid --tenant-id "../x": give the tenant's id (a GUID) or one of its domains, e.g. contoso.onmicrosoft.com` + seeHelp},
 		{"tenant and app", []string{"--tenant", "tenant0", "--app", "partner"}, exitUsage,
-			"brokerctl: if any flags in the group [tenant app] are set none of the others can be; [app tenant] were all set"},
+			"brokerctl: if any flags in the group [tenant app] are set none of the others can be; [app tenant] were all set" + seeHelp},
 	}
 	for _, tt := range mistakes {
 		r := runCLI(t, "", append([]string{"--socket", sock, "consent-url"}, tt.args...)...)
-		first, _, _ := strings.Cut(r.stderr, "\n")
-		if r.code != tt.code || first != tt.want || r.stdout != "" {
+		if r.code != tt.code || r.stderr != tt.want+"\n" || r.stdout != "" {
 			t.Errorf("%s: %+v, want exit %d and %q", tt.name, r, tt.code, tt.want)
 		}
 	}

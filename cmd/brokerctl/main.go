@@ -8,6 +8,7 @@
 //	brokerctl credential set --app partner     # store a client secret (stdin)
 //	brokerctl credential set --app partner --certificate partner.pfx
 //	brokerctl credential show --app partner    # kind, thumbprint, expiry
+//	brokerctl version                          # brokerctl's and brokerd's builds
 //
 // Security role: scripts use brokerctl get instead of holding the app's
 // client secret. credential set reads the secret from stdin or a no-echo

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -46,7 +48,8 @@ and its own user.
 
 --output json prints brokerd's ListTenantsResponse (tenants, and apps with
 their credentials) as protobuf JSON with its snake_case field names (fields
-with zero values are left out), for scripts.`,
+with zero values are left out), for scripts: indented by two spaces, the
+same bytes from every build of brokerctl.`,
 		Example: `  brokerctl tenants
 
   # Names of the tenants that are not ready
@@ -93,12 +96,19 @@ func (c *cli) tenants(output string) error {
 }
 
 func (c *cli) printTenantsJSON(ts []*brokerv1.TenantStatus, apps []*brokerv1.AppStatus) error {
-	out, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.
+	out, err := protojson.MarshalOptions{UseProtoNames: true}.
 		Marshal(&brokerv1.ListTenantsResponse{Tenants: ts, Apps: apps})
 	if err != nil {
 		return fmt.Errorf("encoding the tenants as JSON: %w", err)
 	}
-	_, err = fmt.Fprintf(c.stdout, "%s\n", out)
+	// protojson varies its white space from build to build on purpose;
+	// scripts diffing the output need the same bytes from every build.
+	var b bytes.Buffer
+	if err := json.Indent(&b, out, "", "  "); err != nil {
+		return fmt.Errorf("encoding the tenants as JSON: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err = c.stdout.Write(b.Bytes())
 	return err
 }
 

@@ -6,10 +6,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -27,39 +25,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker/client"
 	"github.com/tokenbroker/tokenbroker/broker/server"
 	"github.com/tokenbroker/tokenbroker/internal/pathtrust"
+	"github.com/tokenbroker/tokenbroker/internal/version"
 	"github.com/tokenbroker/tokenbroker/keystore"
 )
-
-const usage = `Usage: brokerd [flags]
-
-brokerd keeps an Entra ID app-only access token fresh for every customer tenant
-in its configuration and serves them over gRPC on a Unix socket. The app's
-client secret stays in the OS keyring (or systemd credentials); callers only
-ever see tokens. Use brokerctl to talk to it.
-
-Examples:
-  # Try it: an embedded fake Entra ID and demo tenants; talks to nobody.
-  brokerd --dev
-
-  # Run with a configuration, on the default socket.
-  brokerd --config ~/.config/tokenbroker/brokerd.toml
-
-  # A system daemon whose socket members of group brokerd may open (the
-  # tenants' allow lists still decide who gets which token).
-  brokerd --config /etc/tokenbroker/brokerd.toml --socket /run/brokerd/brokerd.sock --socket-group brokerd
-
-  # Debug logs (never secrets or tokens).
-  brokerd --dev --log-level debug
-
-Socket: --socket, else $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock
-(/run/brokerd/brokerd.sock for root without XDG_RUNTIME_DIR).
-
-Flags:
-`
-
-// errUsage is a command-line mistake that has already been reported with
-// the usage; brokerd exits 2, like the flag package.
-var errUsage = errors.New("usage")
 
 // configError is a configuration brokerd cannot use: missing, unreadable or
 // invalid. Like a command-line mistake it exits 2, but without the usage.
@@ -72,8 +40,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
+	case err == nil:
+	case errors.As(err, new(*usageError)):
+		fmt.Fprintf(os.Stderr, "brokerd: %v (see brokerd --help)\n", err)
 		os.Exit(2)
 	case errors.As(err, new(*configError)):
 		fmt.Fprintln(os.Stderr, "brokerd:", err)
@@ -84,59 +53,22 @@ func main() {
 	}
 }
 
-// options are brokerd's command-line flags.
-type options struct {
-	config      string
-	socket      string
-	socketGroup string
-	dev         bool
-	logLevel    slog.Level
-}
-
-func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
-	var o options
-	fs := flag.NewFlagSet("brokerd", flag.ContinueOnError)
-	// Errors and help are printed below, not by the flag package.
-	fs.SetOutput(io.Discard)
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, usage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	fs.StringVar(&o.config, "config", "", "configuration file, which only root and brokerd's user may be able to change\n(default "+defaultConfig()+")")
-	fs.StringVar(&o.socket, "socket", "", "Unix socket to listen on (see Socket above)")
-	fs.StringVar(&o.socketGroup, "socket-group", "", "share the socket with this group (name or gid): socket 0660, directory 0750;\nwithout it the socket is 0600 in a 0700 directory")
-	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
-	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		printUsage(stdout)
-		return nil, err
-	}
-	if err == nil && fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "brokerd: %v\n\n", err)
-		printUsage(stderr)
-		return nil, errUsage
-	}
-	if o.dev && o.config != "" {
-		fmt.Fprintln(stderr, "brokerd: --dev and --config cannot be combined: dev mode uses its own demo configuration")
-		return nil, errUsage
-	}
-	return &o, nil
-}
-
 // run is brokerd: it returns when ctx is cancelled (SIGINT, SIGTERM) after a
 // graceful stop, or with the error that kept it from serving.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, stdout, stderr)
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	switch {
+	case o.help:
+		_, err := fmt.Fprint(stdout, usage())
+		return err
+	case o.version:
+		_, err := fmt.Fprintln(stdout, "brokerd", version.Current())
+		return err
+	}
+	log := newLogger(o, stderr)
 	// Like ssh-agent: other processes of the same user may not ptrace
 	// brokerd or read its memory (where secrets and tokens live) through
 	// /proc, and no core dump is written.

@@ -887,15 +887,23 @@ func TestBadInput(t *testing.T) {
 		{name: "BROKERD_SOCKET too long", args: []string{"--dev"}, env: []string{"BROKERD_SOCKET=" + tooLong},
 			code: 1, subs: []string{"brokerd: ", fmt.Sprintf("is %d bytes long", len(tooLong)), "BROKERD_SOCKET"}},
 		{name: "unknown flag", args: []string{"--bogus"},
-			code: 2, subs: []string{"brokerd: flag provided but not defined: -bogus", "Usage: brokerd [flags]", "-socket"}},
+			code: 2, subs: []string{"brokerd: unknown flag: --bogus (see brokerd --help)\n"}},
+		{name: "Go-style single dash", args: []string{"-config", "/etc/tokenbroker/brokerd.toml"},
+			code: 2, subs: []string{"brokerd: -config: long flags take two dashes: --config (see brokerd --help)\n"}},
 		{name: "stray argument", args: []string{"--dev", "extra"},
-			code: 2, subs: []string{`brokerd: unexpected argument "extra"`, "Usage: brokerd [flags]"}},
+			code: 2, subs: []string{`brokerd: unexpected argument "extra": brokerd takes flags only (see brokerd --help)` + "\n"}},
+		{name: "bad log format", args: []string{"--dev", "--log-format", "yaml"},
+			code: 2, subs: []string{`brokerd: invalid argument "yaml" for "--log-format" flag: want text or json (see brokerd --help)` + "\n"}},
+		{name: "bad log level", args: []string{"--dev", "--log-level", "loud"},
+			code: 2, subs: []string{`brokerd: invalid argument "loud" for "--log-level" flag: `, "(see brokerd --help)\n"}},
 		{name: "dev with config", args: []string{"--dev", "--config", "/nonexistent.toml"},
 			code: 2, subs: []string{"--dev and --config cannot be combined"}},
 		{name: "missing config", args: []string{"--config", "/nonexistent/brokerd.toml"},
 			code: 2, subs: []string{"brokerd: ", "/nonexistent/brokerd.toml", "no such file"}},
 		{name: "help", args: []string{"--help"},
-			code: 0, subs: []string{"Usage: brokerd [flags]", "Examples:", "brokerd --dev", "-log-level"}},
+			code: 0, subs: []string{"Usage: brokerd [flags]", "Examples:", "brokerd --dev", "      --config FILE ", "      --log-level level ",
+				"      --log-format format ", "      --version ", "  -h, --help "}},
+		{name: "short help", args: []string{"-h"}, code: 0, subs: []string{"Usage: brokerd [flags]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -925,13 +933,23 @@ func TestBadInput(t *testing.T) {
 			if _, err := os.Lstat(s.socket); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("a socket was created: %v", err)
 			}
-			if tt.config != "" || slices.Contains(args, "--config") {
+			if tt.code == 2 {
 				if e := p.stderr.String(); strings.Count(e, "\n") != 1 || !strings.HasPrefix(e, "brokerd: ") || p.stdout.String() != "" {
-					t.Errorf("a configuration error is not one line on stderr alone:\nstdout %q\nstderr %q", p.stdout.String(), e)
+					t.Errorf("a usage or configuration error is not one line on stderr alone:\nstdout %q\nstderr %q", p.stdout.String(), e)
 				}
+			}
+			if tt.code == 0 && p.stderr.String() != "" {
+				t.Errorf("stderr %q, want none", p.stderr.String())
 			}
 		})
 	}
+
+	t.Run("brokerctl usage errors", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		s.ctl("", "get", "--tenant", "contoso", "--bogus").wantExit(t, 2, "brokerctl: unknown flag: --bogus (see brokerctl get --help)\n")
+		s.ctl("", "tenats").wantExit(t, 2, `brokerctl: unknown command "tenats" for "brokerctl"; did you mean tenants? (see brokerctl --help)`+"\n")
+	})
 
 	t.Run("brokerctl socket path too long", func(t *testing.T) {
 		t.Parallel()

@@ -1346,6 +1346,138 @@ func (x *CredentialInfo) GetSendX5C() bool {
 	return false
 }
 
+// GetVersionRequest asks for brokerd's version.
+type GetVersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersionRequest) Reset() {
+	*x = GetVersionRequest{}
+	mi := &file_broker_v1_broker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersionRequest) ProtoMessage() {}
+
+func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
+func (*GetVersionRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{16}
+}
+
+// GetVersionResponse describes how the running brokerd was built, from the
+// build information the Go toolchain embeds. Empty or unset fields are not
+// known (a build made without VCS information).
+type GetVersionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The module version, e.g. "v1.2.0", a pseudo-version, or "(devel)" for
+	// a build from a checkout.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The VCS commit built, in full.
+	Commit string `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	// Whether the checkout had uncommitted changes.
+	Modified bool `protobuf:"varint,3,opt,name=modified,proto3" json:"modified,omitempty"`
+	// The time of the commit built (Go records no build time, so that builds
+	// are reproducible).
+	CommitTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	// The Go toolchain that built brokerd, e.g. "go1.26.0".
+	GoVersion string `protobuf:"bytes,5,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// The platform, GOOS/GOARCH, e.g. "linux/amd64".
+	Platform      string `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersionResponse) Reset() {
+	*x = GetVersionResponse{}
+	mi := &file_broker_v1_broker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersionResponse) ProtoMessage() {}
+
+func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
+func (*GetVersionResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetVersionResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GetVersionResponse) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *GetVersionResponse) GetModified() bool {
+	if x != nil {
+		return x.Modified
+	}
+	return false
+}
+
+func (x *GetVersionResponse) GetCommitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommitTime
+	}
+	return nil
+}
+
+func (x *GetVersionResponse) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *GetVersionResponse) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
 var File_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_broker_v1_broker_proto_rawDesc = "" +
@@ -1442,7 +1574,17 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\asubject\x18\b \x01(\tR\asubject\x12%\n" +
 	"\x0eassertion_file\x18\t \x01(\tR\rassertionFile\x12\x19\n" +
 	"\bsend_x5c\x18\n" +
-	" \x01(\bR\asendX5c*\xb1\x01\n" +
+	" \x01(\bR\asendX5c\"\x13\n" +
+	"\x11GetVersionRequest\"\xda\x01\n" +
+	"\x12GetVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1a\n" +
+	"\bmodified\x18\x03 \x01(\bR\bmodified\x12;\n" +
+	"\vcommit_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform*\xb1\x01\n" +
 	"\vTenantState\x12\x1c\n" +
 	"\x18TENANT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -1454,7 +1596,7 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CREDENTIAL_KIND_SECRET\x10\x01\x12\x1f\n" +
 	"\x1bCREDENTIAL_KIND_CERTIFICATE\x10\x02\x12\"\n" +
-	"\x1eCREDENTIAL_KIND_ASSERTION_FILE\x10\x032\xf4\x03\n" +
+	"\x1eCREDENTIAL_KIND_ASSERTION_FILE\x10\x032\xbf\x04\n" +
 	"\rBrokerService\x12C\n" +
 	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12K\n" +
 	"\n" +
@@ -1462,7 +1604,9 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\vListTenants\x12\x1d.broker.v1.ListTenantsRequest\x1a\x1e.broker.v1.ListTenantsResponse\x12R\n" +
 	"\rSetCredential\x12\x1f.broker.v1.SetCredentialRequest\x1a .broker.v1.SetCredentialResponse\x12R\n" +
 	"\rGetCredential\x12\x1f.broker.v1.GetCredentialRequest\x1a .broker.v1.GetCredentialResponse\x12[\n" +
-	"\x10DeleteCredential\x12\".broker.v1.DeleteCredentialRequest\x1a#.broker.v1.DeleteCredentialResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
+	"\x10DeleteCredential\x12\".broker.v1.DeleteCredentialRequest\x1a#.broker.v1.DeleteCredentialResponse\x12I\n" +
+	"\n" +
+	"GetVersion\x12\x1c.broker.v1.GetVersionRequest\x1a\x1d.broker.v1.GetVersionResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
 
 var (
 	file_broker_v1_broker_proto_rawDescOnce sync.Once
@@ -1477,7 +1621,7 @@ func file_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_broker_v1_broker_proto_goTypes = []any{
 	(TenantState)(0),                 // 0: broker.v1.TenantState
 	(CredentialKind)(0),              // 1: broker.v1.CredentialKind
@@ -1497,45 +1641,50 @@ var file_broker_v1_broker_proto_goTypes = []any{
 	(*DeleteCredentialRequest)(nil),  // 15: broker.v1.DeleteCredentialRequest
 	(*DeleteCredentialResponse)(nil), // 16: broker.v1.DeleteCredentialResponse
 	(*CredentialInfo)(nil),           // 17: broker.v1.CredentialInfo
-	(*durationpb.Duration)(nil),      // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(*GetVersionRequest)(nil),        // 18: broker.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),       // 19: broker.v1.GetVersionResponse
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
 }
 var file_broker_v1_broker_proto_depIdxs = []int32{
-	18, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	19, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	20, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	21, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
 	3,  // 3: broker.v1.WatchTokenResponse.token:type_name -> broker.v1.GetTokenResponse
 	6,  // 4: broker.v1.WatchTokenResponse.error:type_name -> broker.v1.WatchTokenError
 	10, // 5: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
 	9,  // 6: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
 	17, // 7: broker.v1.AppStatus.credential:type_name -> broker.v1.CredentialInfo
 	0,  // 8: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
-	19, // 9: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 10: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
-	19, // 11: broker.v1.SetCredentialRequest.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 9: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 10: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
+	21, // 11: broker.v1.SetCredentialRequest.expires_at:type_name -> google.protobuf.Timestamp
 	17, // 12: broker.v1.SetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	17, // 13: broker.v1.GetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	17, // 14: broker.v1.DeleteCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	1,  // 15: broker.v1.CredentialInfo.kind:type_name -> broker.v1.CredentialKind
-	19, // 16: broker.v1.CredentialInfo.set_at:type_name -> google.protobuf.Timestamp
-	19, // 17: broker.v1.CredentialInfo.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 18: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	4,  // 19: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	7,  // 20: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
-	11, // 21: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
-	13, // 22: broker.v1.BrokerService.GetCredential:input_type -> broker.v1.GetCredentialRequest
-	15, // 23: broker.v1.BrokerService.DeleteCredential:input_type -> broker.v1.DeleteCredentialRequest
-	3,  // 24: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 25: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	8,  // 26: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	12, // 27: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
-	14, // 28: broker.v1.BrokerService.GetCredential:output_type -> broker.v1.GetCredentialResponse
-	16, // 29: broker.v1.BrokerService.DeleteCredential:output_type -> broker.v1.DeleteCredentialResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	21, // 16: broker.v1.CredentialInfo.set_at:type_name -> google.protobuf.Timestamp
+	21, // 17: broker.v1.CredentialInfo.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 18: broker.v1.GetVersionResponse.commit_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 20: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	7,  // 21: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
+	11, // 22: broker.v1.BrokerService.SetCredential:input_type -> broker.v1.SetCredentialRequest
+	13, // 23: broker.v1.BrokerService.GetCredential:input_type -> broker.v1.GetCredentialRequest
+	15, // 24: broker.v1.BrokerService.DeleteCredential:input_type -> broker.v1.DeleteCredentialRequest
+	18, // 25: broker.v1.BrokerService.GetVersion:input_type -> broker.v1.GetVersionRequest
+	3,  // 26: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 27: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	8,  // 28: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	12, // 29: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
+	14, // 30: broker.v1.BrokerService.GetCredential:output_type -> broker.v1.GetCredentialResponse
+	16, // 31: broker.v1.BrokerService.DeleteCredential:output_type -> broker.v1.DeleteCredentialResponse
+	19, // 32: broker.v1.BrokerService.GetVersion:output_type -> broker.v1.GetVersionResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_broker_proto_init() }
@@ -1557,7 +1706,7 @@ func file_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_broker_proto_rawDesc), len(file_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	BrokerService_SetCredential_FullMethodName    = "/broker.v1.BrokerService/SetCredential"
 	BrokerService_GetCredential_FullMethodName    = "/broker.v1.BrokerService/GetCredential"
 	BrokerService_DeleteCredential_FullMethodName = "/broker.v1.BrokerService/DeleteCredential"
+	BrokerService_GetVersion_FullMethodName       = "/broker.v1.BrokerService/GetVersion"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -77,6 +78,9 @@ type BrokerServiceClient interface {
 	// until they expire, and no new token is acquired for the app until a
 	// credential is set again. It is for brokerd's own uid and root only.
 	DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error)
+	// GetVersion reports how the running brokerd was built. Any connected
+	// caller may call it; it reveals no tenant, token or secret.
+	GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -156,6 +160,16 @@ func (c *brokerServiceClient) DeleteCredential(ctx context.Context, in *DeleteCr
 	return out, nil
 }
 
+func (c *brokerServiceClient) GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVersionResponse)
+	err := c.cc.Invoke(ctx, BrokerService_GetVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -202,6 +216,9 @@ type BrokerServiceServer interface {
 	// until they expire, and no new token is acquired for the app until a
 	// credential is set again. It is for brokerd's own uid and root only.
 	DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error)
+	// GetVersion reports how the running brokerd was built. Any connected
+	// caller may call it; it reveals no tenant, token or secret.
+	GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -229,6 +246,9 @@ func (UnimplementedBrokerServiceServer) GetCredential(context.Context, *GetCrede
 }
 func (UnimplementedBrokerServiceServer) DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCredential not implemented")
+}
+func (UnimplementedBrokerServiceServer) GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVersion not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -352,6 +372,24 @@ func _BrokerService_DeleteCredential_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_GetVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).GetVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_GetVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).GetVersion(ctx, req.(*GetVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +416,10 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteCredential",
 			Handler:    _BrokerService_DeleteCredential_Handler,
+		},
+		{
+			MethodName: "GetVersion",
+			Handler:    _BrokerService_GetVersion_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
