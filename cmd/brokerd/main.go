@@ -91,6 +91,7 @@ type options struct {
 	socketGroup string
 	dev         bool
 	logLevel    slog.Level
+	metricsAddr string
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
@@ -109,6 +110,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.socketGroup, "socket-group", "", "share the socket with this group (name or gid): socket 0660, directory 0750;\nwithout it the socket is 0600 in a 0700 directory")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: embedded fake Entra ID, demo tenants, in-memory credential")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.StringVar(&o.metricsAddr, "metrics-listen", "", "serve Prometheus metrics at /metrics on 127.0.0.1:PORT, [::1]:PORT, localhost:PORT\nor unix:/path (a socket like --socket's); off by default")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout)
@@ -148,6 +150,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	mx, err := openMetrics(o.metricsAddr, gid)
+	if err != nil {
+		return err
+	}
+	defer mx.close()
+
 	var (
 		cfg      *broker.Config
 		bopt     broker.Options
@@ -170,6 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bopt.KeystoreTimeout = cfg.KeystoreTimeout()
 	}
 	bopt.Logger = log
+	bopt.Observer = mx.brokerObserver()
 	b, err := broker.New(cfg, bopt)
 	if err != nil {
 		return err
@@ -181,10 +190,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := l.Addr().String()
-	gs := server.New(b, log)
+	gs := server.New(b, log, mx.serverOptions()...)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
+	mx.serve(b, gs, log)
 	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", cfg.NumTenants(),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
