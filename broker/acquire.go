@@ -280,8 +280,23 @@ func (b *Broker) requestToken(e *entry, client *confidential.Client) (*Token, *E
 		if b.ctx.Err() != nil {
 			return nil, errClosing()
 		}
-		return nil, classifyIdPError(err, b.idpContext(t))
+		kerr := classifyIdPError(err, b.idpContext(t))
+		b.obs.IdPRequest(t.name, kerr.AADSTS, false, received.Sub(sent))
+		return nil, kerr
 	}
+	tok, kerr := b.takeReply(e, res, sent, received)
+	aadsts := 0
+	if kerr != nil {
+		aadsts = kerr.AADSTS
+	}
+	b.obs.IdPRequest(t.name, aadsts, kerr == nil, received.Sub(sent))
+	return tok, kerr
+}
+
+// takeReply checks Entra ID's answer to e's token request and makes the
+// token of it.
+func (b *Broker) takeReply(e *entry, res confidential.AuthResult, sent, received time.Time) (*Token, *Error) {
+	t := e.t
 	if res.Metadata.TokenSource != confidential.TokenSourceIdentityProvider {
 		// The empty cache accessor makes every call reach Entra ID; an
 		// answer from MSAL's cache would mean that broke.

@@ -113,6 +113,9 @@ type Options struct {
 	// KeystoreTimeout bounds each keystore call; 0 means
 	// keystore.DefaultKeyringTimeout.
 	KeystoreTimeout time.Duration
+	// Observer is told of requests to Entra ID and failed keystore calls;
+	// nil tells nobody.
+	Observer Observer
 }
 
 // Broker acquires, caches and refreshes tokens. It is safe for concurrent
@@ -127,6 +130,7 @@ type Broker struct {
 	clock           Clock
 	keystoreTimeout time.Duration
 	pace            time.Duration // 1/prefetch_rate
+	obs             Observer
 
 	apps    map[string]*app
 	tenants []*tenant          // sorted by name
@@ -266,6 +270,7 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		log:             opts.Logger,
 		clock:           opts.Clock,
 		keystoreTimeout: opts.KeystoreTimeout,
+		obs:             opts.Observer,
 		pace:            time.Second / time.Duration(cfg.prefetchRate),
 		apps:            map[string]*app{},
 		lookup:          map[string]*tenant{},
@@ -286,6 +291,9 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	}
 	if b.clock == nil {
 		b.clock = wallClock{}
+	}
+	if b.obs == nil {
+		b.obs = noObserver{}
 	}
 	if b.keystoreTimeout <= 0 {
 		b.keystoreTimeout = keystore.DefaultKeyringTimeout

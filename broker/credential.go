@@ -76,6 +76,7 @@ func (b *Broker) readCredential(a *app) (*held, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.keystoreTimeout)
 	v, err := b.store.Get(ctx, a.clientID)
 	cancel()
+	b.observeStore("get", err)
 	if err != nil {
 		return nil, err
 	}

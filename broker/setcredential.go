@@ -90,6 +90,7 @@ func (b *Broker) SetCredential(ctx context.Context, req SetRequest) (string, Cre
 	sctx, scancel := context.WithTimeout(ctx, b.keystoreTimeout)
 	err = b.store.Set(sctx, a.clientID, encoded)
 	scancel()
+	b.observeStore("set", err)
 	now = b.clock.Now()
 	if err != nil {
 		if b.ctx.Err() != nil {
@@ -362,6 +363,7 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 	dctx, dcancel := context.WithTimeout(ctx, b.keystoreTimeout)
 	err = b.store.Delete(dctx, a.clientID)
 	dcancel()
+	b.observeStore("delete", err)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		// Nothing to delete; what brokerd holds goes all the same, as a

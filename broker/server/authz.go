@@ -55,6 +55,8 @@ type authorizer struct {
 	// listings and versions rate limit the audit lines of non-admins'
 	// ListTenants and GetVersion calls per uid; nil audits every one.
 	listings, versions *uidLimiter
+	// obs is told of GetToken calls and denials; nil tells nobody.
+	obs Observer
 }
 
 // callSummary is the report of the listings or the versions limiter, for
@@ -85,7 +87,9 @@ func denialSummary(log *slog.Logger, perMinute int) func(uid uint32, held int) {
 const brokerService = "/" + "broker.v1.BrokerService/"
 
 func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer a.observeCall(info.FullMethod, &err)
 	if err := a.authorize(ctx, info.FullMethod, req); err != nil {
+		a.observeDenial(ctx, err)
 		return nil, err
 	}
 	defer a.recoverPanic(info.FullMethod, &err)
@@ -101,7 +105,9 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		return handler(srv, ss) // health, reflection
 	}
 	if !streamsByRequest[info.FullMethod] {
-		return a.authorize(ss.Context(), info.FullMethod, nil) // no policy: denied
+		err := a.authorize(ss.Context(), info.FullMethod, nil) // no policy: denied
+		a.observeDenial(ss.Context(), err)
+		return err
 	}
 	defer a.recoverPanic(info.FullMethod, &err)
 	return handler(srv, &authorizedStream{ServerStream: ss, a: a, method: info.FullMethod})
@@ -128,6 +134,7 @@ func (s *authorizedStream) RecvMsg(m any) error {
 		return err
 	}
 	if err := s.a.authorize(s.Context(), s.method, m); err != nil {
+		s.a.observeDenial(s.Context(), err)
 		return err
 	}
 	s.authorized = true

@@ -63,6 +63,17 @@ func (cl *connLimits) closed(c broker.Caller) {
 	}
 }
 
+// all is the number of open connections, admins' included.
+func (cl *connLimits) all() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	n := 0
+	for _, c := range cl.byUID {
+		n += c
+	}
+	return n
+}
+
 // counts are the open connections of uid and of all non-admins.
 func (cl *connLimits) counts(uid uint32) (ofUID, total int) {
 	cl.mu.Lock()

@@ -48,6 +48,7 @@ type Server struct {
 	gs    *grpc.Server
 	log   *slog.Logger
 	conns *connLimits
+	obs   Observer
 	// denials, listings, versions and refusals rate limit the log lines
 	// of denied calls, of non-admins' ListTenants and GetVersion calls and
 	// of refused connections per uid; Stop and GracefulStop report what
@@ -63,7 +64,7 @@ type Server struct {
 // (SERVING) and reflection. Every connection is identified by its peer
 // credentials and held to b's connection and request limits, and every
 // BrokerService call authorized and audited on log.
-func New(b *broker.Broker, log *slog.Logger) *Server {
+func New(b *broker.Broker, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -80,14 +81,17 @@ func New(b *broker.Broker, log *slog.Logger) *Server {
 		versions: newUIDLimiter(b.Clock(), lim.AuditDenialsPerMinute, time.Minute, callSummary(log, "GetVersion", lim.AuditDenialsPerMinute)),
 		refusals: newUIDLimiter(b.Clock(), 1, time.Minute, connRefusalSummary(log)),
 	}
-	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials, listings: s.listings, versions: s.versions}
-	opts := append(transportLimits(lim),
+	for _, o := range opts {
+		o(s)
+	}
+	az := &authorizer{b: b, limits: lim, audit: log, denials: s.denials, listings: s.listings, versions: s.versions, obs: s.obs}
+	gopts := append(transportLimits(lim),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.Creds(peerCreds{}),
 		grpc.ChainUnaryInterceptor(az.unary),
 		grpc.ChainStreamInterceptor(az.stream),
 	)
-	gs := grpc.NewServer(opts...)
+	gs := grpc.NewServer(gopts...)
 	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, stopping: stopping})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -51,6 +51,7 @@ type options struct {
 	dev         bool
 	logLevel    slog.Level
 	logFormat   logFormat
+	metricsAddr string
 	help        bool
 	version     bool
 }
@@ -68,6 +69,8 @@ func defineFlags(fs *pflag.FlagSet, o *options) {
 	fs.Lookup("log-level").DefValue = "info" // not slog's INFO
 	o.logFormat = logText
 	fs.Var(&o.logFormat, "log-format", "log `format`: text (logfmt lines) or json (one JSON object a line, for log shippers)")
+	fs.StringVar(&o.metricsAddr, "metrics-listen", "",
+		"serve Prometheus metrics at /metrics on `ADDR`: 127.0.0.1:PORT, [::1]:PORT, localhost:PORT or unix:/path (a socket like --socket's); off by default")
 	fs.BoolVar(&o.version, "version", false, "print brokerd's version, commit and Go version, and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help and exit")
 }

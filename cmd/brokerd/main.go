@@ -80,6 +80,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	mx, err := openMetrics(o.metricsAddr, gid)
+	if err != nil {
+		return err
+	}
+	defer mx.close()
+
 	var (
 		cfg      *broker.Config
 		bopt     broker.Options
@@ -102,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bopt.KeystoreTimeout = cfg.KeystoreTimeout()
 	}
 	bopt.Logger = log
+	bopt.Observer = mx.brokerObserver()
 	b, err := broker.New(cfg, bopt)
 	if err != nil {
 		return err
@@ -113,10 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := l.Addr().String()
-	gs := server.New(b, log)
+	gs := server.New(b, log, mx.serverOptions()...)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
+	mx.serve(b, gs, log)
 	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", cfg.NumTenants(),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
 	stopNotify := startNotifier(ctx, b, log)
