@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is tokenbroker's benchmark suite (`make bench`). It prints
 // one Markdown table in which every figure is measured in the same run as
 // its baseline and quoted as a ratio to it, so that a shared, noisy machine
@@ -25,7 +27,8 @@
 //
 // The IdP is always broker/entratest, the fake Entra ID, in this process:
 // nothing talks to Microsoft. brokerd, brokerctl and the helpers are built
-// with `go build` first; no process is timed through `go run`.
+// with `go build` first; no process is timed through `go run`. It runs on
+// Linux only: memory and CPU figures come from /proc.
 //
 // Usage, from the repository root:
 //

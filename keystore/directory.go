@@ -42,7 +42,8 @@ func fingerprintOf(fi fs.FileInfo) fingerprint {
 	if !ok {
 		return fingerprint{size: fi.Size(), mtime: syscall.NsecToTimespec(fi.ModTime().UnixNano())}
 	}
-	return fingerprint{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim, ctim: st.Ctim}
+	mtime, ctime := statTimes(st)
+	return fingerprint{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: mtime, ctim: ctime}
 }
 
 type directoryStore struct {

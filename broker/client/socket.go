@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxSocketPath is the longest Unix socket path, in bytes, that can be bound
-// or dialled: sun_path holds 108 bytes including the terminating NUL.
-const MaxSocketPath = 107
+// or dialled: sun_path less its terminating NUL (108 bytes on Linux, 104 on
+// macOS).
+const MaxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 
 // The environment variables and defaults SocketPath consults, in this order
 // after the flag value.
@@ -22,6 +26,11 @@ const (
 	userSocketRel = "brokerd/brokerd.sock"
 	// systemSocket is the socket of the system service (uid 0).
 	systemSocket = "/run/brokerd/brokerd.sock"
+	// macOSSocketRel is the socket's path under $HOME on macOS, beside the
+	// default configuration (os.UserConfigDir).
+	macOSSocketRel = "Library/Application Support/tokenbroker/brokerd.sock"
+	// macOSSystemSocket is root's socket on macOS when HOME is not set.
+	macOSSystemSocket = "/Library/Application Support/tokenbroker/brokerd.sock"
 )
 
 // SocketPath resolves the path of brokerd's Unix socket. The first of these
@@ -32,6 +41,8 @@ const (
 //  3. $XDG_RUNTIME_DIR/brokerd/brokerd.sock, when XDG_RUNTIME_DIR is set to an
 //     absolute path (the user service);
 //  4. /run/brokerd/brokerd.sock, for uid 0 (the system service).
+//
+// On macOS, 3 and 4 are macOSSocketPath's defaults instead.
 //
 // Otherwise it returns an error telling the user to pass --socket or set
 // BROKERD_SOCKET. It also returns an error, naming the path and its length,
@@ -60,6 +71,9 @@ func chooseSocketPath(flagValue string, getenv func(string) string, uid int) (st
 	}
 	if env := getenv(socketEnv); env != "" {
 		return env, nil
+	}
+	if runtime.GOOS == "darwin" {
+		return macOSSocketPath(getenv, uid)
 	}
 	// The XDG Base Directory spec says a relative path in these variables is
 	// invalid and must be ignored.
@@ -114,4 +128,19 @@ func checkSocketPathLength(path string) error {
 			"choose a shorter --socket or BROKERD_SOCKET", path, len(path), MaxSocketPath)
 	}
 	return nil
+}
+
+// macOSSocketPath is the default socket on macOS, which has no
+// XDG_RUNTIME_DIR (and deletes files in $TMPDIR left unused for days):
+// $HOME/Library/Application Support/tokenbroker/brokerd.sock, beside the
+// default configuration, or for root without HOME the same under /Library.
+func macOSSocketPath(getenv func(string) string, uid int) (string, error) {
+	if home := getenv("HOME"); home != "" && filepath.IsAbs(home) {
+		return filepath.Join(home, macOSSocketRel), nil
+	}
+	if uid == 0 {
+		return macOSSystemSocket, nil
+	}
+	return "", errors.New("cannot find the brokerd socket: HOME is not set; " +
+		"pass --socket PATH or set BROKERD_SOCKET to the socket brokerd listens on")
 }

@@ -180,3 +180,51 @@ func TestDialPathFallback(t *testing.T) {
 		}
 	}
 }
+
+// The macOS defaults (runtime.GOOS "darwin"), which have no
+// XDG_RUNTIME_DIR: beside the configuration under $HOME, root's under
+// /Library without HOME, and an error naming the way out otherwise.
+func TestMacOSSocketPath(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		uid     int
+		want    string
+		wantErr []string
+	}{
+		{name: "user", env: map[string]string{"HOME": "/Users/alice"}, uid: 501,
+			want: "/Users/alice/Library/Application Support/tokenbroker/brokerd.sock"},
+		{name: "XDG_RUNTIME_DIR is not consulted", env: map[string]string{"HOME": "/Users/alice", "XDG_RUNTIME_DIR": "/run/user/501"}, uid: 501,
+			want: "/Users/alice/Library/Application Support/tokenbroker/brokerd.sock"},
+		{name: "root with HOME", env: map[string]string{"HOME": "/var/root"}, uid: 0,
+			want: "/var/root/Library/Application Support/tokenbroker/brokerd.sock"},
+		{name: "root without HOME", uid: 0,
+			want: "/Library/Application Support/tokenbroker/brokerd.sock"},
+		{name: "relative HOME is ignored", env: map[string]string{"HOME": "Users/alice"}, uid: 0,
+			want: "/Library/Application Support/tokenbroker/brokerd.sock"},
+		{name: "user without HOME", uid: 501, wantErr: []string{"HOME is not set", "--socket", "BROKERD_SOCKET"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := macOSSocketPath(func(k string) string { return tt.env[k] }, tt.uid)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("macOSSocketPath() = %q, want an error", got)
+				}
+				for _, sub := range tt.wantErr {
+					if !strings.Contains(err.Error(), sub) {
+						t.Errorf("error %q does not contain %q", err, sub)
+					}
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("macOSSocketPath() = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	// A user name of up to 43 bytes fits macOS's 103-byte sun_path.
+	if p, _ := macOSSocketPath(func(string) string { return "/Users/" + strings.Repeat("u", 43) }, 501); len(p) > 103 {
+		t.Errorf("the default socket of a 43-byte user name is %d bytes, more than macOS's 103", len(p))
+	}
+}

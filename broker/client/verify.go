@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,7 +39,7 @@ func WithExpectUID(uid uint32) Option {
 
 // verifier checks every connection a Client makes before a byte is sent on
 // it: the socket's path (pathtrust, with the trusted uids below), then the
-// uid of the process serving it (SO_PEERCRED, read on the client's end).
+// uid of the process serving it (peerUID, read on the client's end).
 type verifier struct {
 	path   string  // as the caller gave it, for messages
 	abs    string  // the absolute path that is dialled
@@ -202,8 +201,8 @@ func (v *verifier) connectError(err error) error {
 }
 
 // peerUID reads the uid of the process that listens on the other end of
-// c: on a connected Unix socket, SO_PEERCRED gives each side the other's
-// credentials, the server's as they were when it called listen.
+// c: on a connected Unix socket, each side can read the other's
+// credentials (peerUIDOf), the server's as they were when it called listen.
 func peerUID(c net.Conn) (uint32, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -214,18 +213,13 @@ func peerUID(c net.Conn) (uint32, error) {
 		return 0, err
 	}
 	var (
-		cred *unix.Ucred
+		uid  uint32
 		serr error
 	)
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
+	if err := raw.Control(func(fd uintptr) { uid, serr = peerUIDOf(int(fd)) }); err != nil {
 		return 0, err
 	}
-	if serr != nil {
-		return 0, fmt.Errorf("SO_PEERCRED: %w", serr)
-	}
-	return cred.Uid, nil
+	return uid, serr
 }
 
 // dialUnix connects to the socket at path. A Unix socket whose queue of

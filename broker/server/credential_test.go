@@ -1,3 +1,7 @@
+//go:build linux
+
+// The callers here change their credentials with setresuid(2), which macOS lacks.
+
 package server_test
 
 import (

@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -20,8 +16,9 @@ import (
 
 // peerListener hands gRPC only connections whose caller the kernel has
 // identified and whose uid is within its connection limits: Accept reads
-// SO_PEERCRED (uid, gid, pid) and SO_PEERGROUPS (supplementary groups) from
-// each connection, as SPIRE's peertracker does, and closes at once a
+// the caller's uid, gid, groups and pid from each connection (peerCaller:
+// SO_PEERCRED and SO_PEERGROUPS on Linux, LOCAL_PEERCRED and LOCAL_PEERPID
+// on macOS), as SPIRE's peertracker does, and closes at once a
 // connection whose credentials cannot be read or whose uid is over
 // limits.max_connections_per_uid or limits.max_connections. The identity is
 // fixed before the first RPC and cannot change on that connection.
@@ -51,8 +48,8 @@ func (l *peerListener) Accept() (net.Conn, error) {
 			continue
 		}
 		// Read only for connections kept: a flood of refused ones costs
-		// no /proc lookups.
-		p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(p.Caller.PID)) + "/exe")
+		// no lookups.
+		p.Exe = executable(p.Caller.PID)
 		return &peerConn{Conn: c, peer: p, uncount: func() { l.conns.closed(p.Caller) }}, nil
 	}
 }
@@ -99,7 +96,8 @@ type Peer struct {
 	Caller broker.Caller
 	// Exe is the caller's executable from /proc/PID/exe at connect time;
 	// empty when it cannot be read (e.g. a process of another user
-	// without ptrace access). Informational: it names, it does not prove.
+	// without ptrace access) and always on macOS (see executable).
+	// Informational: it names, it does not prove.
 	Exe string
 
 	// audited holds the tenants (broker.Authorize's key) whose GetToken
@@ -150,47 +148,20 @@ func readPeer(c net.Conn) (*Peer, error) {
 		return nil, err
 	}
 	var (
-		cred   *unix.Ucred
-		groups []uint32
+		caller broker.Caller
 		serr   error
 	)
-	err = raw.Control(func(fd uintptr) {
-		if cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); serr != nil {
-			return
-		}
-		groups, serr = peerGroups(int(fd))
-	})
+	err = raw.Control(func(fd uintptr) { caller, serr = peerCaller(int(fd)) })
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("SO_PEERCRED/SO_PEERGROUPS: %w", err)
+		return nil, err
 	}
 	return &Peer{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
-		Caller:         broker.Caller{UID: cred.Uid, GID: cred.Gid, Groups: groups, PID: cred.Pid},
+		Caller:         caller,
 	}, nil
-}
-
-// peerGroups reads SO_PEERGROUPS, the supplementary groups the peer had
-// when it connected. x/sys/unix has no typed getter for it.
-func peerGroups(fd int) ([]uint32, error) {
-	buf := make([]uint32, 64)
-	for {
-		size := uint32(len(buf) * 4)
-		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
-		switch {
-		case errno == unix.ERANGE && int(size/4) > len(buf):
-			buf = make([]uint32, size/4)
-		case errno == unix.ENOPROTOOPT:
-			return nil, nil // kernel older than 4.13: primary group only
-		case errno != 0:
-			return nil, errno
-		default:
-			return buf[:size/4], nil
-		}
-	}
 }
 
 // peerCreds is the gRPC TransportCredentials that turns the peerConn made

@@ -1,3 +1,7 @@
+//go:build linux
+
+// The second caller changes its credentials with setresuid(2), which macOS lacks.
+
 package server_test
 
 import (

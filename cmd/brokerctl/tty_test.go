@@ -1,3 +1,7 @@
+//go:build linux
+
+// The terminal here is a Linux pseudo-terminal (/dev/ptmx, TIOCSPTLCK).
+
 package main
 
 import (

@@ -19,7 +19,6 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
-	"golang.org/x/sys/unix"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/client"
@@ -69,11 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(o, stderr)
-	// Like ssh-agent: other processes of the same user may not ptrace
-	// brokerd or read its memory (where secrets and tokens live) through
-	// /proc, and no core dump is written.
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("making the process non-dumpable: %w", err)
+	// Like ssh-agent: other processes of the same user may not attach
+	// to brokerd or read its memory, where secrets and tokens live.
+	if err := denyTracing(); err != nil {
+		return err
 	}
 	gid, err := socketGroup(o.socketGroup)
 	if err != nil {

@@ -1,0 +1,6 @@
+package keystore
+
+import "syscall"
+
+// statTimes is a file's modification and status change times.
+func statTimes(st *syscall.Stat_t) (mtime, ctime syscall.Timespec) { return st.Mtim, st.Ctim }
