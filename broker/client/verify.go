@@ -136,9 +136,17 @@ func (v *verifier) explain(err error) error {
 	if st := v.refusal.Load(); st != nil {
 		return st.Err()
 	}
-	if msg := status.Convert(err).Message(); strings.Contains(msg, "server preface") || strings.Contains(msg, "client preface") {
+	msg := status.Convert(err).Message()
+	switch {
+	case strings.Contains(msg, "server preface") || strings.Contains(msg, "client preface"):
 		return status.Errorf(codes.Unavailable, "brokerd closed the connection on %s as soon as it was made (%s): "+
 			"this uid may be over limits.max_connections_per_uid, or all callers over limits.max_connections; close idle connections and retry", v.path, msg)
+	case strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset by peer"):
+		// The same, when the preface got out before brokerd closed the
+		// connection and the request did not; or brokerd stopped.
+		return status.Errorf(codes.Unavailable, "brokerd closed the connection on %s (%s): "+
+			"if it did so at once, this uid may be over limits.max_connections_per_uid, or all callers over limits.max_connections; "+
+			"close idle connections and retry", v.path, msg)
 	}
 	return err
 }
