@@ -25,14 +25,14 @@ var certificateKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
 
 // NewCertificate makes a self-signed certificate for a client certificate credential, as
 // `openssl req -x509` or the Azure portal guidance makes one, valid from notBefore to notAfter
-// (either may be in the past, for expired or not-yet-valid certificates), with subject CN
-// subject. It returns the certificate, its private key, and both in PEM ("CERTIFICATE" then
-// PKCS#8 "PRIVATE KEY"), the form confidential.CertFromPEM reads.
+// (either may be in the past, for expired or not-yet-valid certificates), with the subject
+// CN=commonName. It returns the certificate, its private key, and both in PEM ("CERTIFICATE"
+// then PKCS#8 "PRIVATE KEY"), the form confidential.CertFromPEM reads.
 //
 // Every certificate made in a process shares one 2048-bit RSA key (generated on first use), so
 // that making many is cheap; certificates still differ in serial number and so in thumbprint.
 // A test that needs a certificate with a key of its own signs one with x509.CreateCertificate.
-func NewCertificate(subject string, notBefore, notAfter time.Time) (*x509.Certificate, *rsa.PrivateKey, []byte, error) {
+func NewCertificate(commonName string, notBefore, notAfter time.Time) (*x509.Certificate, *rsa.PrivateKey, []byte, error) {
 	key, err := certificateKey()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("entratest: generating the certificate key: %w", err)
@@ -43,7 +43,7 @@ func NewCertificate(subject string, notBefore, notAfter time.Time) (*x509.Certif
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: subject},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -79,7 +79,7 @@ func startDev() (*dev, error) {
 // writes it, with its key, to a private temporary file.
 func (d *dev) writeCertificate() error {
 	now := time.Now()
-	cert, _, pem, err := entratest.NewCertificate("CN=tokenbroker dev certificate", now.Add(-time.Hour), now.Add(60*24*time.Hour))
+	cert, _, pem, err := entratest.NewCertificate("tokenbroker dev certificate", now.Add(-time.Hour), now.Add(60*24*time.Hour))
 	if err != nil {
 		return fmt.Errorf("dev certificate: %w", err)
 	}

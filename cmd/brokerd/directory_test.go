@@ -100,7 +100,7 @@ func TestDirectoryKeystore(t *testing.T) {
 	}
 
 	// Rotated in place to a certificate; the old secret is then revoked.
-	cert, _, pem, err := entratest.NewCertificate("CN=tokenbroker directory test", time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	cert, _, pem, err := entratest.NewCertificate("tokenbroker directory test", time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
