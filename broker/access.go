@@ -168,14 +168,14 @@ var daemonUID = uint32(os.Getuid())
 // denied a tenant they may not use, and learns nothing about which tenants
 // exist.
 func (b *Broker) Authorize(c Caller, name string) (tenant string, allowed bool, reason string) {
-	t := b.find(name)
+	t := b.world().find(name)
 	if t == nil {
 		if ok, why := adminsOnly.Allows(c); ok {
 			return "", true, "unknown tenant; " + why
 		}
 		return "", false, fmt.Sprintf("unknown tenant; uid %d is not an admin", c.UID)
 	}
-	ok, why := t.access.Allows(c)
+	ok, why := t.access.Load().Allows(c)
 	return t.name, ok, why
 }
 

@@ -150,6 +150,12 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 		b.kickLocked()
 	}
 	switch {
+	case e.dropped:
+		// Its tenant was removed by a reload while it flew: callers
+		// waiting on it look the tenant up again.
+		f.stale, e.flight = true, nil
+		logMsg = "result of an acquisition for a tenant no longer configured dropped"
+		logArgs = []any{"tenant", e.t.name}
 	case e.flight != f || f.gen != a.gen:
 		f.stale = true
 		if e.flight == f {
@@ -176,7 +182,7 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 	default:
 		e.flight, e.failure, e.failures = nil, nil, 0
 		e.tok.Store(tok)
-		at := refreshAt(tok.IssuedAt, tok.ExpiresAt, tok.refreshOn, b.cfg.refreshBefore, rand.Float64())
+		at := refreshAt(tok.IssuedAt, tok.ExpiresAt, tok.refreshOn, b.world().cfg.refreshBefore, rand.Float64())
 		b.scheduleLocked(&e.task, at)
 		logMsg = "token acquired"
 		logArgs = []any{"tenant", e.t.name, "scopes", e.scopes, "expires_in", tok.ExpiresAt.Sub(now).Round(time.Second), "refresh_at", at}
@@ -264,7 +270,7 @@ func (b *Broker) askIdP(ctx context.Context, client *confidential.Client, scopes
 	if err := ctx.Err(); err != nil {
 		return confidential.AuthResult{}, err // the slot and the end came together
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.idpTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.world().cfg.idpTimeout)
 	defer cancel()
 	return client.AcquireTokenByCredential(ctx, scopes)
 }

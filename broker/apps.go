@@ -24,12 +24,13 @@ type AppStatus struct {
 
 // Apps reports every configured app, sorted by name.
 func (b *Broker) Apps() []AppStatus {
-	out := make([]AppStatus, 0, len(b.cfg.apps))
-	for _, ac := range b.cfg.apps {
+	w := b.world()
+	out := make([]AppStatus, 0, len(w.cfg.apps))
+	for _, ac := range w.cfg.apps {
 		s := AppStatus{Name: ac.Name, ClientID: ac.ClientID, AuthorityHost: ac.AuthorityHost,
 			RequiredRoles: slices.Clone(ac.RequiredRoles)}
 		b.mu.Lock()
-		a := b.apps[ac.Name]
+		a := w.apps[ac.Name]
 		if h := a.cred; h != nil {
 			info := h.info
 			s.Credential = &info

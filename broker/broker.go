@@ -122,19 +122,20 @@ type Options struct {
 // use. Create it with New, call Start to fetch every tenant, and Close to
 // stop.
 type Broker struct {
-	cfg             *Config
 	store           keystore.Store
 	http            *http.Client
 	ownHTTP         bool // http was made by New, so Close closes its connections
 	log             *slog.Logger
 	clock           Clock
 	keystoreTimeout time.Duration
-	pace            time.Duration // 1/prefetch_rate
+	pace            time.Duration // 1/prefetch_rate, which Reload does not change
 	obs             Observer
 
-	apps    map[string]*app
-	tenants []*tenant          // sorted by name
-	lookup  map[string]*tenant // lower-case name, id and domains
+	// w is the configuration's apps and tenants (world): replaced whole
+	// by Reload, read without mu.
+	w atomic.Pointer[world]
+	// reloading serialises Reload calls; it is taken before mu.
+	reloading sync.Mutex
 
 	ctx      context.Context // canceled by Close
 	cancel   context.CancelFunc
@@ -162,12 +163,12 @@ type Broker struct {
 
 // app is one app registration and the credential the broker holds for it.
 type app struct {
+	conf     AppConfig // what it was made of; an app of another configuration is kept only if equal
 	name     string
 	clientID string
 	scopes   []string
-	allowed  []string // sorted: allowed_scopes and scopes, the scopes callers may ask for
-	required []string // sorted: required_roles, the roles a token of scopes should carry
-	tenants  []*tenant
+	allowed  []string      // sorted: allowed_scopes and scopes, the scopes callers may ask for
+	required []string      // sorted: required_roles, the roles a token of scopes should carry
 	setting  chan struct{} // 1-buffered: one SetCredential at a time
 
 	// authorityHost ("https://host") is where its tenants sign in.
@@ -192,16 +193,21 @@ type app struct {
 	lastReadWarn   string    // guarded by mu: the failed read again last logged at warn level
 	expiryWarnedAt time.Time // guarded by mu: when the credential's expiry was last warned of
 	storeErr       string    // guarded by mu: why the last keystore call for the credential failed; "" after a success
+	removed        bool      // guarded by mu: a reload took it out of the configuration; nothing is scheduled for it
 }
 
 // tenant is one configured customer tenant.
 type tenant struct {
-	name    string
-	id      string
-	domains []string
-	app     *app
-	access  *Access
-	def     *entry // the app's scopes; never changes, never dropped
+	name string
+	id   string
+	app  *app
+	// access is the allow list that applies: a reload that keeps the
+	// tenant may replace it; read without mu.
+	access atomic.Pointer[Access]
+	def    *entry // the app's scopes; dropped only when the tenant is removed
+	// removed: a reload took the tenant out of the configuration. Its
+	// entries are dropped, and none is added again.
+	removed bool // guarded by mu
 
 	// entries are the kept scope sets by scope key, def included: the map
 	// is replaced under mu, never changed, and read without it.
@@ -264,7 +270,6 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:             cfg,
 		store:           opts.Store,
 		http:            opts.HTTPClient,
 		log:             opts.Logger,
@@ -272,8 +277,6 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 		keystoreTimeout: opts.KeystoreTimeout,
 		obs:             opts.Observer,
 		pace:            time.Second / time.Duration(cfg.prefetchRate),
-		apps:            map[string]*app{},
-		lookup:          map[string]*tenant{},
 		ctx:             ctx,
 		cancel:          cancel,
 		idpSlots:        make(chan struct{}, cfg.maxIdPRequests),
@@ -298,33 +301,38 @@ func New(cfg *Config, opts Options) (*Broker, error) {
 	if b.keystoreTimeout <= 0 {
 		b.keystoreTimeout = keystore.DefaultKeyringTimeout
 	}
-	for _, ac := range cfg.apps {
-		a := &app{name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, required: ac.RequiredRoles, setting: make(chan struct{}, 1),
-			allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
-		a.authorityHost, a.assertionFile, a.sendX5C = ac.AuthorityHost, ac.AssertionFile, ac.SendX5C
-		a.task = task{index: -1, app: a}
-		if a.assertionFile != "" {
-			a.cred = b.assertionHeld(a)
-		}
-		b.apps[ac.Name] = a
+	w, ch, err := b.nextWorld(&world{}, cfg)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
-	for _, tc := range cfg.tenants {
-		a := b.apps[tc.App]
-		if a == nil {
-			cancel()
-			return nil, fmt.Errorf("broker: tenant %s names unknown app %q", tc.Name, tc.App)
-		}
-		t := &tenant{name: tc.Name, id: tc.ID, domains: tc.Domains, app: a, access: tc.Access}
-		t.def = &entry{t: t, scopes: a.scopes}
-		t.def.task = task{index: -1, entry: t.def}
-		t.entries.Store(&map[string]*entry{scopeKey(a.scopes): t.def})
-		a.tenants = append(a.tenants, t)
-		b.tenants = append(b.tenants, t)
-		for _, alias := range append([]string{strings.ToLower(tc.Name), tc.ID}, tc.Domains...) {
-			b.lookup[alias] = t
-		}
+	for _, u := range ch.access {
+		u.t.access.Store(u.access)
 	}
+	b.w.Store(w)
 	return b, nil
+}
+
+// newApp makes the broker's app of ac.
+func (b *Broker) newApp(ac AppConfig) *app {
+	a := &app{conf: ac, name: ac.Name, clientID: ac.ClientID, scopes: ac.Scopes, required: ac.RequiredRoles, setting: make(chan struct{}, 1),
+		allowed: canonicalScopes(append(slices.Clone(ac.AllowedScopes), ac.Scopes...))}
+	a.authorityHost, a.assertionFile, a.sendX5C = ac.AuthorityHost, ac.AssertionFile, ac.SendX5C
+	a.task = task{index: -1, app: a}
+	if a.assertionFile != "" {
+		a.cred = b.assertionHeld(a)
+	}
+	return a
+}
+
+// newTenant makes the tenant of tc, an app of a; its access is set when
+// its world is published.
+func newTenant(tc TenantConfig, a *app) *tenant {
+	t := &tenant{name: tc.Name, id: tc.ID, app: a}
+	t.def = &entry{t: t, scopes: a.scopes}
+	t.def.task = task{index: -1, entry: t.def}
+	t.entries.Store(&map[string]*entry{scopeKey(a.scopes): t.def})
+	return t
 }
 
 // Start fetches a token for every tenant in the background, in name order,
@@ -339,7 +347,7 @@ func (b *Broker) Start() {
 	b.started = true
 	b.watchStore()
 	now := b.clock.Now()
-	for _, t := range b.tenants {
+	for _, t := range b.world().tenants {
 		if t.def.flight == nil && t.def.task.index < 0 {
 			b.scheduleLocked(&t.def.task, now)
 		}
@@ -403,6 +411,12 @@ type TokenRequest struct {
 	// MinValid is the least lifetime the token must have left; 0 means
 	// the configured min_valid.
 	MinValid time.Duration
+	// Caller, when set, must be on the tenant's allow list; the check is
+	// made in the same configuration the tenant is found in, so a reload
+	// between the gRPC adapter's decision and the lookup cannot hand out
+	// a tenant the caller may not use. A watch checks it again after
+	// every reload. Nil means a caller inside the process.
+	Caller *Caller
 }
 
 // GetToken returns a token with at least MinValid left: from the cache at
@@ -431,17 +445,22 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 // lookupEntry checks a request as GetToken describes and returns the entry
 // it is for, kept from now on, and the least lifetime its token must have.
 func (b *Broker) lookupEntry(req TokenRequest) (*entry, time.Duration, error) {
-	if err := b.cfg.limits.CheckTokenRequest(req); err != nil {
+	return b.lookupEntryIn(b.world(), req)
+}
+
+// lookupEntryIn is lookupEntry in world w.
+func (b *Broker) lookupEntryIn(w *world, req TokenRequest) (*entry, time.Duration, error) {
+	if err := w.cfg.limits.CheckTokenRequest(req); err != nil {
 		return nil, 0, err
 	}
-	t, err := b.resolve(req.Tenant)
+	t, err := w.authorized(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	minValid := req.MinValid
 	switch {
 	case minValid == 0:
-		minValid = b.cfg.minValid
+		minValid = w.cfg.minValid
 	case minValid < 0 || minValid > 24*time.Hour:
 		return nil, 0, errorf(KindInvalidArgument, "min_valid %s is out of range (0 to 24h)", minValid)
 	}
@@ -475,27 +494,27 @@ func errMinValid(e *entry, minValid, left time.Duration) *Error {
 
 // find is the tenant named by name (its name in any case, its id or one of
 // its domains), or nil.
-func (b *Broker) find(name string) *tenant {
-	if t := b.lookup[name]; t != nil {
+func (w *world) find(name string) *tenant {
+	if t := w.lookup[name]; t != nil {
 		return t
 	}
-	return b.lookup[strings.ToLower(name)]
+	return w.lookup[strings.ToLower(name)]
 }
 
 // resolve finds a tenant by name, id or domain; name has passed
 // CheckTokenRequest. The error of an unknown name lists configured tenants:
 // the gRPC adapter lets only admins get that far with one.
-func (b *Broker) resolve(name string) (*tenant, error) {
-	if t := b.find(name); t != nil {
+func (w *world) resolve(name string) (*tenant, error) {
+	if t := w.find(name); t != nil {
 		return t, nil
 	}
-	names := make([]string, 0, min(len(b.tenants), 20))
-	for _, t := range b.tenants[:min(len(b.tenants), 20)] {
+	names := make([]string, 0, min(len(w.tenants), 20))
+	for _, t := range w.tenants[:min(len(w.tenants), 20)] {
 		names = append(names, t.name)
 	}
 	more := ""
-	if len(b.tenants) > 20 {
-		more = fmt.Sprintf(" and %d more (brokerctl tenants)", len(b.tenants)-20)
+	if len(w.tenants) > 20 {
+		more = fmt.Sprintf(" and %d more (brokerctl tenants)", len(w.tenants)-20)
 	}
 	return nil, errorf(KindNotFound, "tenant %q is not configured; configured tenants: %s%s", name, strings.Join(names, ", "), more)
 }

@@ -175,7 +175,7 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 		b.scheduleLocked(&a.task, now.Add(retryAfter(a.rereads, true, 0, rand.Float64())))
 	}
 	expiry := b.expiryWarningLocked(a, now)
-	if a.changedAgain && !b.closed {
+	if a.changedAgain && !b.closed && !a.removed {
 		// The keystore reported a change while this read was in flight:
 		// it may have read the value before the change.
 		a.changedAgain = false
@@ -195,7 +195,7 @@ func (b *Broker) loadCredential(a *app, ld *load, gen uint64) {
 // due now, and returns how many there were. mu is held.
 func (b *Broker) wakeParkedLocked(a *app, now time.Time) int {
 	n := 0
-	for _, t := range a.tenants {
+	for _, t := range b.tenantsOf(a) {
 		for _, e := range *t.entries.Load() {
 			if e.parked {
 				e.parked = false
@@ -210,7 +210,7 @@ func (b *Broker) wakeParkedLocked(a *app, now time.Time) int {
 // refreshParkedLocked gives every entry of a that waits for its
 // credential the app's latest error and retry time. mu is held.
 func (b *Broker) refreshParkedLocked(a *app) {
-	for _, t := range a.tenants {
+	for _, t := range b.tenantsOf(a) {
 		for _, e := range *t.entries.Load() {
 			if e.parked {
 				e.failure = &failure{err: a.loadErr, retryAt: a.retryAt, gen: a.gen}
@@ -226,7 +226,7 @@ func (b *Broker) refreshParkedLocked(a *app) {
 // credential does not carry over. mu is held.
 func (b *Broker) reacquireLocked(a *app, now time.Time) int {
 	n := 0
-	for _, t := range a.tenants {
+	for _, t := range b.tenantsOf(a) {
 		for _, e := range *t.entries.Load() {
 			e.parked, e.failures = false, 0
 			b.scheduleLocked(&e.task, now)
@@ -302,7 +302,7 @@ func (b *Broker) watchStore() {
 func (b *Broker) credentialChanged(account string) {
 	var read []string
 	b.mu.Lock()
-	for _, a := range b.apps {
+	for _, a := range b.world().apps {
 		switch {
 		case b.closed || a.clientID != strings.ToLower(account) || a.assertionFile != "":
 		case a.load != nil:

@@ -39,7 +39,7 @@ func Settle(t testing.TB, b *Broker) time.Time {
 
 // ScopeSets is how many scope sets tenant keeps, its app's included.
 func ScopeSets(b *Broker, tenant string) int {
-	return len(*b.lookup[tenant].entries.Load())
+	return len(*b.world().lookup[tenant].entries.Load())
 }
 
 // DropScopeSet drops the kept entry of tenant's canonical scopes, as the
@@ -48,7 +48,7 @@ func ScopeSets(b *Broker, tenant string) int {
 // whether an acquisition ever started on the dropped entry.
 func DropScopeSet(t testing.TB, b *Broker, tenant string, scopes []string) (wait func(context.Context, time.Duration) (*Token, error), flew func() bool) {
 	t.Helper()
-	tn := b.lookup[tenant]
+	tn := b.world().lookup[tenant]
 	e := tn.entry(scopes)
 	if e == nil || e == tn.def {
 		t.Fatalf("tenant %s keeps no extra scope set %v", tenant, scopes)

@@ -110,7 +110,7 @@ func (l *limitsTable) resolve() (Limits, error) {
 }
 
 // Limits are the bounds of the broker's configuration.
-func (b *Broker) Limits() Limits { return b.cfg.limits }
+func (b *Broker) Limits() Limits { return b.world().cfg.limits }
 
 // CheckTokenRequest checks the size and form of what a GetToken caller
 // sent, before the request is logged, cached or sent anywhere. Its

@@ -43,10 +43,10 @@ func checkMinValid(t *tenant, e *entry, minValid time.Duration) *Error {
 // held.
 func (b *Broker) reacquireLimitLocked(e *entry, now time.Time, minValid time.Duration) *Error {
 	tok := e.tok.Load()
-	if tok == nil || tok.ExpiresAt.Sub(now) < b.cfg.minValid {
+	if tok == nil || tok.ExpiresAt.Sub(now) < b.world().cfg.minValid {
 		return nil // due anyway: not the caller's min_valid's doing
 	}
-	interval := b.cfg.limits.ReacquireInterval
+	interval := b.world().cfg.limits.ReacquireInterval
 	if age := now.Sub(tok.IssuedAt); age >= interval {
 		return nil
 	}

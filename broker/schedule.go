@@ -51,9 +51,11 @@ func (q *taskQueue) Pop() any {
 }
 
 // scheduleLocked makes t due at `at`, replacing any earlier schedule, and
-// starts the run loop if it is not running. mu is held.
+// starts the run loop if it is not running. Nothing is scheduled once the
+// broker is closed, nor for an entry no longer kept or an app a reload
+// removed. mu is held.
 func (b *Broker) scheduleLocked(t *task, at time.Time) {
-	if b.closed {
+	if b.closed || t.entry != nil && t.entry.dropped || t.app != nil && t.app.removed {
 		return
 	}
 	b.seq++
@@ -169,7 +171,7 @@ func (b *Broker) dispatchLocked(now time.Time) (next time.Time, dropped []*entry
 			b.parkLocked(e, nil)
 			continue
 		}
-		if b.background >= b.cfg.prefetchConcurrency {
+		if b.background >= b.world().cfg.prefetchConcurrency {
 			return time.Time{}, dropped
 		}
 		if b.nextPace.After(now) {

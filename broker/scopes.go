@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -74,12 +75,16 @@ func (b *Broker) addEntry(t *tenant, scopes []string) (*entry, *Error) {
 
 // entryLocked is addEntry with mu held.
 func (b *Broker) entryLocked(t *tenant, scopes []string) (*entry, *Error) {
+	if t.removed {
+		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+			"tenant %s was removed or replaced by a reload of brokerd's configuration while this call was in progress; ask again", t.name)}
+	}
 	key := strings.Join(scopes, " ")
 	kept := *t.entries.Load()
 	if e := kept[key]; e != nil {
 		return e, nil
 	}
-	if limit := b.cfg.limits.MaxScopeSets; len(kept)-1 >= limit {
+	if limit := b.world().cfg.limits.MaxScopeSets; len(kept)-1 >= limit {
 		return nil, errorf(KindResourceExhausted,
 			"tenant %s already keeps %d scope sets besides its app's scopes (limits.max_scope_sets); "+
 				"an unused one is dropped after %d token lifetimes without a request, or an administrator can raise limits.max_scope_sets",

@@ -172,9 +172,10 @@ func (b *Broker) newCredential(a *app, req SetRequest, now time.Time) (*held, er
 // keystoreApp returns the named app, which must keep its credential in
 // the keystore.
 func (b *Broker) keystoreApp(name string) (*app, error) {
-	a := b.apps[name]
+	apps := b.world().apps
+	a := apps[name]
 	if a == nil {
-		return nil, errorf(KindNotFound, "app %+q is not configured; configured apps: %s", clip(name), strings.Join(sortedKeys(b.apps), ", "))
+		return nil, errorf(KindNotFound, "app %+q is not configured; configured apps: %s", clip(name), strings.Join(sortedKeys(apps), ", "))
 	}
 	if a.assertionFile != "" {
 		return nil, errorf(KindFailedPrecondition, "app %s authenticates with the federated assertion in %s (assertion_file), not a stored credential", a.name, a.assertionFile)
@@ -185,10 +186,11 @@ func (b *Broker) keystoreApp(name string) (*app, error) {
 // appTenant resolves name (a tenant's name, id or domain) to one of a's
 // tenants.
 func (b *Broker) appTenant(a *app, name string) (*tenant, error) {
-	t := b.lookup[strings.ToLower(name)]
+	w := b.world()
+	t := w.lookup[strings.ToLower(name)]
 	if t == nil || t.app != a {
-		names := make([]string, 0, len(a.tenants))
-		for _, t := range a.tenants {
+		names := make([]string, 0, len(w.byApp[a]))
+		for _, t := range w.byApp[a] {
 			names = append(names, t.name)
 		}
 		return nil, errorf(KindInvalidArgument, "%+q is not a tenant of app %s; its tenants: %s", clip(name), a.name, strings.Join(names, ", "))
@@ -261,7 +263,8 @@ func (b *Broker) noteStoreError(a *app, e *Error) *Error {
 // credential or an unreachable Entra ID is an error; tenants that cannot
 // vouch (not consented, deleted) are skipped, unless only names one.
 func (b *Broker) verify(ctx context.Context, a *app, h *held, only *tenant) (string, error) {
-	tenants := a.tenants[:min(len(a.tenants), verifyTenants)]
+	tenants := b.tenantsOf(a)
+	tenants = tenants[:min(len(tenants), verifyTenants)]
 	if only != nil {
 		tenants = []*tenant{only}
 	}
@@ -296,9 +299,10 @@ func (b *Broker) verify(ctx context.Context, a *app, h *held, only *tenant) (str
 // none, at once even while a failed read waits for its retry time: the
 // caller may just have fixed the keystore.
 func (b *Broker) GetCredential(ctx context.Context, appName string) (CredentialInfo, error) {
-	a := b.apps[appName]
+	apps := b.world().apps
+	a := apps[appName]
 	if a == nil {
-		return CredentialInfo{}, errorf(KindNotFound, "app %+q is not configured; configured apps: %s", clip(appName), strings.Join(sortedKeys(b.apps), ", "))
+		return CredentialInfo{}, errorf(KindNotFound, "app %+q is not configured; configured apps: %s", clip(appName), strings.Join(sortedKeys(apps), ", "))
 	}
 	if err := b.enter(); err != nil {
 		return CredentialInfo{}, err

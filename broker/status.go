@@ -45,9 +45,10 @@ type TenantStatus struct {
 // ListTenants reports every configured tenant, sorted by name. It holds
 // the broker's lock for one tenant at a time, never across I/O.
 func (b *Broker) ListTenants() []TenantStatus {
-	out := make([]TenantStatus, 0, len(b.tenants))
+	w := b.world()
+	out := make([]TenantStatus, 0, len(w.tenants))
 	now := b.clock.Now()
-	for _, t := range b.tenants {
+	for _, t := range w.tenants {
 		s := TenantStatus{Name: t.name, TenantID: t.id, App: t.app.name}
 		e := t.def
 		b.mu.Lock()
@@ -72,7 +73,7 @@ func (b *Broker) ListTenants() []TenantStatus {
 			s.ExpiresAt, s.Roles = tok.ExpiresAt, tok.Roles
 		}
 		// Servable: GetToken with the default min_valid answers at once.
-		valid := tok != nil && tok.ExpiresAt.Sub(now) >= b.cfg.minValid
+		valid := tok != nil && tok.ExpiresAt.Sub(now) >= w.cfg.minValid
 		switch {
 		case f != nil && errors.Is(f.err, errNoCredential):
 			s.State, s.LastError = StateNoCredential, f.err.Msg

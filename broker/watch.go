@@ -22,12 +22,20 @@ import (
 // first token only: later ones are the broker's fresh tokens. A watched
 // extra scope set counts as used, so it is kept while it is watched.
 //
+// After a reload the request is looked up again in the new configuration:
+// a tenant replaced (another id or app) is followed by its name, and a
+// request the new configuration refuses (the tenant removed, the caller
+// no longer on its allow list, the scope no longer allowed) ends the watch
+// with that refusal.
+//
 // WatchToken returns when ctx is done (ctx's error), when send fails
-// (send's error), when the broker closes (KindUnavailable), or at once
-// with the error of a request GetToken would refuse. It starts no
-// goroutine and holds no lock while it waits or sends.
+// (send's error), when the broker closes (KindUnavailable), at once
+// with the error of a request GetToken would refuse, or with the error of
+// a request a reload made refused. It starts no goroutine and holds no
+// lock while it waits or sends.
 func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*Token, *Error) error) error {
-	e, minValid, err := b.lookupEntry(req)
+	w := b.world()
+	e, minValid, err := b.lookupEntryIn(w, req)
 	if err != nil {
 		return err
 	}
@@ -57,8 +65,21 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		return err
 	}
 
+	again := req
+	again.MinValid = 0 // min_valid applies to the first token only
 	for {
+		if now := b.world(); now != w {
+			w = now
+			if e, _, err = b.lookupEntryIn(w, again); err != nil {
+				return err
+			}
+		}
 		b.mu.Lock()
+		if e.t.removed {
+			// Removed by a reload this watch has not looked at yet.
+			b.mu.Unlock()
+			continue
+		}
 		if e.dropped {
 			// Dropped as unused before this watch marked it used: keep
 			// the set again.

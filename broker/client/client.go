@@ -234,6 +234,13 @@ func (c *Client) DeleteCredential(ctx context.Context, app string) (*brokerv1.Cr
 	return resp.GetCredential(), nil
 }
 
+// Reload makes brokerd read its configuration file again, as SIGHUP does,
+// and says what changed; a configuration brokerd refuses is the error,
+// and the old one keeps serving. Only root and brokerd's own user may.
+func (c *Client) Reload(ctx context.Context) (*brokerv1.ReloadResponse, error) {
+	return c.api.Reload(ctx, &brokerv1.ReloadRequest{})
+}
+
 // Close closes the connection to brokerd. Calls in flight fail with
 // CANCELED.
 func (c *Client) Close() error {

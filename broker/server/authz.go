@@ -23,11 +23,14 @@ import (
 //   - GetToken and WatchToken: first the request's size and form (Limits.CheckTokenRequest:
 //     INVALID_ARGUMENT, before anything is logged or looked up), then the
 //     tenant's allow lists (broker.Authorize). A decision is audited once
-//     per connection and tenant, since the caller cannot change. A caller
+//     per connection, tenant and configuration, since the caller cannot
+//     change; after a reload it is made and audited anew. The broker
+//     checks the allow list again in the configuration it finds the
+//     tenant in (TokenRequest.Caller), and a watch after each reload. A caller
 //     that is not an admin is denied an unknown tenant with the very
 //     message of a tenant it may not use.
-//   - SetCredential, GetCredential, DeleteCredential: the daemon's own uid
-//     and root only.
+//   - SetCredential, GetCredential, DeleteCredential, Reload: the daemon's
+//     own uid and root only.
 //   - ListTenants: anyone connected; the handler lists only the tenants the
 //     caller may get tokens for. It hands out no token, so a non-admin's
 //     calls are audited once per connection and at most
@@ -187,15 +190,16 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 			a.log(rpc, "", p, false, err.Msg)
 			return toStatus(err)
 		}
+		gen := a.b.Generation() // read first: a reload in between audits once more, never once less
 		tenant, allowed, reason := a.b.Authorize(p.Caller, asked)
-		if p.firstDecision(tenant) {
+		if p.firstDecision(tenant, gen) {
 			if tenant == "" {
 				tenant = asked // unknown, and checked above
 			}
 			a.log(rpc, tenant, p, allowed, reason)
 		}
 		return deny(allowed, p, asked)
-	case *brokerv1.SetCredentialRequest, *brokerv1.GetCredentialRequest, *brokerv1.DeleteCredentialRequest:
+	case *brokerv1.SetCredentialRequest, *brokerv1.GetCredentialRequest, *brokerv1.DeleteCredentialRequest, *brokerv1.ReloadRequest:
 		allowed, reason := broker.IsAdmin(p.Caller), "administration is for the daemon's uid and root"
 		a.log(rpc, "", p, allowed, reason)
 		if !allowed {
@@ -203,12 +207,12 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 		}
 		return nil
 	case *brokerv1.ListTenantsRequest:
-		if broker.IsAdmin(p.Caller) || p.firstDecision(listKey) && (a.listings == nil || a.listings.allow(p.Caller.UID)) {
+		if broker.IsAdmin(p.Caller) || p.firstDecision(listKey, 0) && (a.listings == nil || a.listings.allow(p.Caller.UID)) {
 			a.log(rpc, "", p, true, "lists only the tenants the caller may use")
 		}
 		return nil
 	case *brokerv1.GetVersionRequest:
-		if p.firstDecision(versionKey) && (broker.IsAdmin(p.Caller) || a.versions == nil || a.versions.allow(p.Caller.UID)) {
+		if p.firstDecision(versionKey, 0) && (broker.IsAdmin(p.Caller) || a.versions == nil || a.versions.allow(p.Caller.UID)) {
 			a.log(rpc, "", p, true, "tells only how brokerd was built")
 		}
 		return nil

@@ -71,11 +71,11 @@ func TestDecisionCacheKeyedByResolvedTenant(t *testing.T) {
 func TestDecisionCacheBounded(t *testing.T) {
 	p := &Peer{}
 	for i := range maxAudited + 10 {
-		if !p.firstDecision(fmt.Sprint(i)) {
+		if !p.firstDecision(fmt.Sprint(i), 1) {
 			t.Fatalf("tenant %d: not a first decision", i)
 		}
 	}
-	if p.auditedTenants() != maxAudited || !p.firstDecision(fmt.Sprint(maxAudited+1)) || p.firstDecision("0") {
+	if p.auditedTenants() != maxAudited || !p.firstDecision(fmt.Sprint(maxAudited+1), 1) || p.firstDecision("0", 1) || !p.firstDecision("0", 2) || p.firstDecision("0", 2) {
 		t.Errorf("%d entries; want %d, the first ones remembered and later ones audited every time", p.auditedTenants(), maxAudited)
 	}
 }

@@ -101,12 +101,14 @@ type Peer struct {
 	Exe string
 
 	// audited holds the tenants (broker.Authorize's key) whose GetToken
-	// decision this connection has audited, so that repeated calls write
-	// one audit line, not one per call. Keyed by the resolved tenant, it
-	// holds at most one entry per configured tenant, one shared by every
-	// unknown name, and one for ListTenants, whatever strings the caller
-	// sends.
-	audited  sync.Map
+	// decision this connection has audited, each with the configuration
+	// generation it was made under, so that repeated calls write one audit
+	// line, not one per call, until a reload: a decision is audited again
+	// under each new configuration. Keyed by the resolved tenant, it holds
+	// at most one entry per configured tenant, one shared by every unknown
+	// name, and one for ListTenants, whatever strings the caller sends.
+	audited  sync.Map // string to uint64
+
 	nAudited atomic.Int32
 }
 
@@ -117,18 +119,23 @@ func (*Peer) AuthType() string { return "peercred" }
 // tenants than this gets an audit line for every call beyond it.
 const maxAudited = 1024
 
-// firstDecision reports whether the decision about tenant is to be
-// audited: the first on this connection, or any once maxAudited tenants
-// are remembered.
-func (p *Peer) firstDecision(tenant string) bool {
-	if _, seen := p.audited.Load(tenant); seen {
-		return false
+// firstDecision reports whether the decision about tenant, made under
+// configuration generation gen, is to be audited: the first on this
+// connection under gen, or any once maxAudited tenants are remembered.
+func (p *Peer) firstDecision(tenant string, gen uint64) bool {
+	if v, seen := p.audited.Load(tenant); seen {
+		if v.(uint64) == gen {
+			return false
+		}
+		// Made under another configuration.
+		p.audited.Store(tenant, gen)
+		return true
 	}
 	if p.nAudited.Add(1) > maxAudited {
 		p.nAudited.Add(-1)
 		return true
 	}
-	if _, seen := p.audited.LoadOrStore(tenant, struct{}{}); seen {
+	if _, seen := p.audited.LoadOrStore(tenant, gen); seen {
 		p.nAudited.Add(-1)
 		return false
 	}

@@ -58,6 +58,8 @@ type Server struct {
 	// stop does not wait for streams that would never end by themselves.
 	stopping context.Context
 	stop     context.CancelFunc
+	// reload serves Reload; nil refuses it.
+	reload Reloader
 }
 
 // New returns a server with BrokerService over b, the health service
@@ -92,7 +94,7 @@ func New(b *broker.Broker, log *slog.Logger, opts ...Option) *Server {
 		grpc.ChainStreamInterceptor(az.stream),
 	)
 	gs := grpc.NewServer(gopts...)
-	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, stopping: stopping})
+	brokerv1.RegisterBrokerServiceServer(gs, &service{b: b, stopping: stopping, reload: s.reload, az: az})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(brokerv1.BrokerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -137,6 +139,8 @@ type service struct {
 	brokerv1.UnimplementedBrokerServiceServer
 	b        *broker.Broker
 	stopping context.Context // done once the server stops
+	reload   Reloader
+	az       *authorizer // audits a watch a reload ended with a denial
 }
 
 func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (*brokerv1.GetTokenResponse, error) {
@@ -144,12 +148,21 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	if err != nil {
 		return nil, err
 	}
-	tok, err := s.b.GetToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid})
+	tok, err := s.b.GetToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid, Caller: callerOf(ctx)})
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	// Built once per token, not per call; gRPC only reads it.
 	return tok.Memo(tokenResponse).(*brokerv1.GetTokenResponse), nil
+}
+
+// callerOf is the caller of the RPC in ctx, for the broker's own check of
+// the allow list. The authorizer has refused a call without one.
+func callerOf(ctx context.Context) *broker.Caller {
+	if p := peerOf(ctx); p != nil {
+		return &p.Caller
+	}
+	return &broker.Caller{UID: ^uint32(0), GID: ^uint32(0)} // nobody: denied
 }
 
 // minValidOf is a request's min_valid; 0 when unset.

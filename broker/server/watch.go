@@ -24,7 +24,7 @@ func (s *service) WatchToken(req *brokerv1.WatchTokenRequest, stream grpc.Server
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-	err = s.b.WatchToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid},
+	err = s.b.WatchToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid, Caller: callerOf(ctx)},
 		func(tok *broker.Token, werr *broker.Error) error {
 			if tok != nil {
 				resp := tok.Memo(tokenResponse).(*brokerv1.GetTokenResponse)
@@ -42,6 +42,14 @@ func (s *service) WatchToken(req *brokerv1.WatchTokenRequest, stream grpc.Server
 	}
 	if _, ok := status.FromError(err); ok {
 		return err // a failed Send: the stream is gone
+	}
+	if be := (*broker.Error)(nil); errors.As(err, &be) && be.Kind == broker.KindPermissionDenied {
+		// The tenant's allow list, as a reload changed it, no longer
+		// has the caller: audited like any denial.
+		if p := peerOf(stream.Context()); p != nil {
+			s.az.log("WatchToken", req.GetTenant(), p, false, "the caller is no longer allowed after a configuration reload")
+			s.az.observeDenial(stream.Context(), status.Error(codes.PermissionDenied, ""))
+		}
 	}
 	return toStatus(err)
 }

@@ -134,7 +134,7 @@ a socket directory only root could have made (the system service's
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")
 
 	root.AddCommand(c.getCommand(), c.execCommand(), c.credentialCommand(), c.tenantsCommand(),
-		c.consentURLCommand(), c.inspectCommand(), c.versionCommand())
+		c.consentURLCommand(), c.inspectCommand(), c.versionCommand(), c.reloadCommand())
 	return root
 }
 

@@ -53,8 +53,14 @@ func main() {
 }
 
 // run is brokerd: it returns when ctx is cancelled (SIGINT, SIGTERM) after a
-// graceful stop, or with the error that kept it from serving.
+// graceful stop, or with the error that kept it from serving. SIGHUP
+// reloads the configuration.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Caught from the start: a SIGHUP must never stop brokerd. One that
+	// comes before brokerd serves is acted on once it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	o, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -85,9 +91,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer mx.close()
 
 	var (
-		cfg      *broker.Config
-		bopt     broker.Options
-		devCerts string
+		cfg        *broker.Config
+		configPath string
+		bopt       broker.Options
+		devCerts   string
 	)
 	if o.dev {
 		d, err := startDev()
@@ -97,7 +104,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer d.close()
 		cfg, bopt, devCerts = d.cfg, d.opts, d.certFile
 	} else {
-		if cfg, err = loadConfig(o.config); err != nil {
+		if configPath, err = configFile(o.config); err != nil {
+			return err
+		}
+		if cfg, err = loadConfig(configPath); err != nil {
 			return err
 		}
 		if bopt.Store, err = keystore.Open(cfg.Keystore(), keystore.Options{Dir: cfg.CredentialsDir(), Timeout: cfg.KeystoreTimeout()}); err != nil {
@@ -118,14 +128,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := l.Addr().String()
-	gs := server.New(b, log, mx.serverOptions()...)
+	notify := newNotifier(b, log)
+	rl := &reloader{path: configPath, b: b, log: log, notify: notify}
+	sopts := mx.serverOptions()
+	if !o.dev {
+		sopts = append(sopts, server.WithReloader(rl.reload))
+	}
+	gs := server.New(b, log, sopts...)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
 	b.Start()
 	mx.serve(b, gs, log)
 	log.Info("brokerd serving", "socket", path, "socket_activated", activated, "tenants", cfg.NumTenants(),
 		"keystore", bopt.Store.Name(), "dev", o.dev)
-	stopNotify := startNotifier(ctx, b, log)
+	stopNotify := notify.start(ctx)
 	defer stopNotify()
 	if o.dev {
 		// brokerctl needs --socket unless it finds this socket by itself.
@@ -133,10 +149,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost(), devCerts)
 	}
 
-	select {
-	case err := <-served:
-		return fmt.Errorf("serving on %s: %w", path, err)
-	case <-ctx.Done():
+	for done := false; !done; {
+		select {
+		case err := <-served:
+			return fmt.Errorf("serving on %s: %w", path, err)
+		case <-hup:
+			if o.dev {
+				log.Warn("SIGHUP ignored: brokerd --dev has no configuration file to reload")
+				continue
+			}
+			log.Info("SIGHUP: reloading the configuration", "config", configPath)
+			_, _, _ = rl.reload(ctx) // logged by reload
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	stopNotify() // nothing is sent after STOPPING=1
 	log.Info("brokerd stopping")
@@ -200,15 +226,22 @@ func socketGroup(name string) (int, error) {
 	return gid, nil
 }
 
-// loadConfig reads --config, or the default location when it is empty.
-// Every error is a *configError.
-func loadConfig(path string) (*broker.Config, error) {
-	if path == "" {
-		path = defaultConfig()
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, &configError{fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)}
-		}
+// configFile is --config, or the default location when it is empty; an
+// error is a *configError.
+func configFile(path string) (string, error) {
+	if path != "" {
+		return path, nil
 	}
+	path = defaultConfig()
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return "", &configError{fmt.Errorf("no configuration at %s: write one (see README.md, systemd/brokerd.toml.example), pass --config, or try brokerd --dev", path)}
+	}
+	return path, nil
+}
+
+// loadConfig reads the configuration file at path, once its trust is
+// checked. Every error is a *configError.
+func loadConfig(path string) (*broker.Config, error) {
 	if err := checkConfigTrust(path); err != nil {
 		return nil, &configError{err}
 	}

@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 )
@@ -26,31 +28,47 @@ const notifyTick = time.Second
 //   - STATUS= with the tenants by state whenever that changes;
 //   - WATCHDOG=1 when WatchdogSec= is set, at half the interval, each time
 //     the broker answered a ListTenants (which takes its lock) within that
-//     half: a wedged broker is not vouched for, and systemd restarts it.
+//     half: a wedged broker is not vouched for, and systemd restarts it;
+//   - RELOADING=1 (with MONOTONIC_USEC=) when a reload starts and READY=1
+//     when it has ended, applied or refused, once brokerd was ready: a
+//     reload during the first fetches changes nothing to say.
 //
-// Nothing runs when NOTIFY_SOCKET is unset.
+// Nothing runs, and nothing is sent, when NOTIFY_SOCKET is unset: the
+// notifier is then nil, and its methods do nothing.
 type notifier struct {
 	b        *broker.Broker
 	log      *slog.Logger
 	watchdog time.Duration // WATCHDOG_USEC; 0 when WatchdogSec= is unset
-	status   string        // the last STATUS= sent
-	ready    bool
 	// asking is the ListTenants still running from an earlier look: a
 	// wedged broker holds at most one goroutine here.
 	asking chan []broker.TenantStatus
+
+	mu       sync.Mutex
+	status   string // guarded by mu: the last STATUS= sent
+	ready    bool   // guarded by mu: READY=1 was sent
+	inReload bool   // guarded by mu: RELOADING=1 was sent, READY=1 not yet
+	stopped  bool   // guarded by mu: nothing is sent any more (STOPPING=1 follows)
 }
 
-// startNotifier starts notifying the service manager, if there is one,
-// until stop is called or ctx ends; stop waits until it has.
-func startNotifier(ctx context.Context, b *broker.Broker, log *slog.Logger) (stop func()) {
+// newNotifier is the service manager's notifier, or nil when brokerd has
+// none (NOTIFY_SOCKET unset).
+func newNotifier(b *broker.Broker, log *slog.Logger) *notifier {
 	if os.Getenv("NOTIFY_SOCKET") == "" {
-		return func() {}
+		return nil
 	}
 	wd, err := daemon.SdWatchdogEnabled(false)
 	if err != nil {
 		log.Warn("WATCHDOG_USEC is not usable; no watchdog pings", "error", err)
 	}
-	n := &notifier{b: b, log: log, watchdog: wd}
+	return &notifier{b: b, log: log, watchdog: wd}
+}
+
+// start notifies the service manager until stop is called or ctx ends;
+// stop waits until it has, and nothing is sent after it.
+func (n *notifier) start(ctx context.Context) (stop func()) {
+	if n == nil {
+		return func() {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -60,6 +78,50 @@ func startNotifier(ctx context.Context, b *broker.Broker, log *slog.Logger) (sto
 	return func() {
 		cancel()
 		<-done
+		n.mu.Lock()
+		n.stopped = true
+		n.mu.Unlock()
+	}
+}
+
+// reloading tells the service manager a reload starts.
+func (n *notifier) reloading() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.ready || n.stopped {
+		return
+	}
+	var ts unix.Timespec
+	msg := "RELOADING=1"
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		// systemd 253's Type=notify-reload wants to know when.
+		msg += fmt.Sprintf("\nMONOTONIC_USEC=%d", ts.Nano()/1000)
+	}
+	n.inReload = true
+	n.sendLocked(msg)
+}
+
+// reloaded tells the service manager the reload has ended.
+func (n *notifier) reloaded() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.inReload || n.stopped {
+		return
+	}
+	n.inReload = false
+	n.sendLocked(daemon.SdNotifyReady)
+}
+
+// sendLocked sends msg to the service manager. mu is held.
+func (n *notifier) sendLocked(msg string) {
+	if _, err := daemon.SdNotify(false, msg); err != nil {
+		n.log.Warn("sd_notify failed", "error", err)
 	}
 }
 
@@ -100,6 +162,11 @@ func (n *notifier) look(bound time.Duration) {
 		count[s.State]++
 	}
 	pending := count[broker.StatePending]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		return
+	}
 	var msgs []string
 	status := ""
 	if !n.ready && pending > 0 {
@@ -124,7 +191,5 @@ func (n *notifier) look(bound time.Duration) {
 	if len(msgs) == 0 {
 		return
 	}
-	if _, err := daemon.SdNotify(false, strings.Join(msgs, "\n")); err != nil {
-		n.log.Warn("sd_notify failed", "error", err)
-	}
+	n.sendLocked(strings.Join(msgs, "\n"))
 }

@@ -1478,6 +1478,128 @@ func (x *GetVersionResponse) GetPlatform() string {
 	return ""
 }
 
+// ReloadRequest asks brokerd to read its configuration file again.
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_broker_v1_broker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{18}
+}
+
+// ReloadResponse says what a reload changed.
+type ReloadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration file read.
+	ConfigPath string `protobuf:"bytes,1,opt,name=config_path,json=configPath,proto3" json:"config_path,omitempty"`
+	// Tenants new to the configuration, or whose tenant id or app (or any
+	// setting of their app) changed: their tokens are fetched afresh.
+	AddedTenants []string `protobuf:"bytes,2,rep,name=added_tenants,json=addedTenants,proto3" json:"added_tenants,omitempty"`
+	// Tenants no longer configured, or replaced (listed in added_tenants
+	// too).
+	RemovedTenants []string `protobuf:"bytes,3,rep,name=removed_tenants,json=removedTenants,proto3" json:"removed_tenants,omitempty"`
+	// Tenants kept with their tokens.
+	UnchangedTenants uint32 `protobuf:"varint,4,opt,name=unchanged_tenants,json=unchangedTenants,proto3" json:"unchanged_tenants,omitempty"`
+	// Counts the configurations brokerd has served since it started: 1 for
+	// the first, one more at each reload.
+	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_broker_v1_broker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_broker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReloadResponse) GetConfigPath() string {
+	if x != nil {
+		return x.ConfigPath
+	}
+	return ""
+}
+
+func (x *ReloadResponse) GetAddedTenants() []string {
+	if x != nil {
+		return x.AddedTenants
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetRemovedTenants() []string {
+	if x != nil {
+		return x.RemovedTenants
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetUnchangedTenants() uint32 {
+	if x != nil {
+		return x.UnchangedTenants
+	}
+	return 0
+}
+
+func (x *ReloadResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 var File_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_broker_v1_broker_proto_rawDesc = "" +
@@ -1584,7 +1706,17 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"commitTime\x12\x1d\n" +
 	"\n" +
 	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
-	"\bplatform\x18\x06 \x01(\tR\bplatform*\xb1\x01\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\"\x0f\n" +
+	"\rReloadRequest\"\xcc\x01\n" +
+	"\x0eReloadResponse\x12\x1f\n" +
+	"\vconfig_path\x18\x01 \x01(\tR\n" +
+	"configPath\x12#\n" +
+	"\radded_tenants\x18\x02 \x03(\tR\faddedTenants\x12'\n" +
+	"\x0fremoved_tenants\x18\x03 \x03(\tR\x0eremovedTenants\x12+\n" +
+	"\x11unchanged_tenants\x18\x04 \x01(\rR\x10unchangedTenants\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation*\xb1\x01\n" +
 	"\vTenantState\x12\x1c\n" +
 	"\x18TENANT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -1596,7 +1728,7 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CREDENTIAL_KIND_SECRET\x10\x01\x12\x1f\n" +
 	"\x1bCREDENTIAL_KIND_CERTIFICATE\x10\x02\x12\"\n" +
-	"\x1eCREDENTIAL_KIND_ASSERTION_FILE\x10\x032\xbf\x04\n" +
+	"\x1eCREDENTIAL_KIND_ASSERTION_FILE\x10\x032\xfe\x04\n" +
 	"\rBrokerService\x12C\n" +
 	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12K\n" +
 	"\n" +
@@ -1606,7 +1738,8 @@ const file_broker_v1_broker_proto_rawDesc = "" +
 	"\rGetCredential\x12\x1f.broker.v1.GetCredentialRequest\x1a .broker.v1.GetCredentialResponse\x12[\n" +
 	"\x10DeleteCredential\x12\".broker.v1.DeleteCredentialRequest\x1a#.broker.v1.DeleteCredentialResponse\x12I\n" +
 	"\n" +
-	"GetVersion\x12\x1c.broker.v1.GetVersionRequest\x1a\x1d.broker.v1.GetVersionResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
+	"GetVersion\x12\x1c.broker.v1.GetVersionRequest\x1a\x1d.broker.v1.GetVersionResponse\x12=\n" +
+	"\x06Reload\x12\x18.broker.v1.ReloadRequest\x1a\x19.broker.v1.ReloadResponseB=Z;github.com/tokenbroker/tokenbroker/proto/broker/v1;brokerv1b\x06proto3"
 
 var (
 	file_broker_v1_broker_proto_rawDescOnce sync.Once
@@ -1621,7 +1754,7 @@ func file_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_broker_v1_broker_proto_goTypes = []any{
 	(TenantState)(0),                 // 0: broker.v1.TenantState
 	(CredentialKind)(0),              // 1: broker.v1.CredentialKind
@@ -1643,29 +1776,31 @@ var file_broker_v1_broker_proto_goTypes = []any{
 	(*CredentialInfo)(nil),           // 17: broker.v1.CredentialInfo
 	(*GetVersionRequest)(nil),        // 18: broker.v1.GetVersionRequest
 	(*GetVersionResponse)(nil),       // 19: broker.v1.GetVersionResponse
-	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*ReloadRequest)(nil),            // 20: broker.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 21: broker.v1.ReloadResponse
+	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
 }
 var file_broker_v1_broker_proto_depIdxs = []int32{
-	20, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
-	21, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	22, // 0: broker.v1.GetTokenRequest.min_valid:type_name -> google.protobuf.Duration
+	23, // 1: broker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 2: broker.v1.WatchTokenRequest.min_valid:type_name -> google.protobuf.Duration
 	3,  // 3: broker.v1.WatchTokenResponse.token:type_name -> broker.v1.GetTokenResponse
 	6,  // 4: broker.v1.WatchTokenResponse.error:type_name -> broker.v1.WatchTokenError
 	10, // 5: broker.v1.ListTenantsResponse.tenants:type_name -> broker.v1.TenantStatus
 	9,  // 6: broker.v1.ListTenantsResponse.apps:type_name -> broker.v1.AppStatus
 	17, // 7: broker.v1.AppStatus.credential:type_name -> broker.v1.CredentialInfo
 	0,  // 8: broker.v1.TenantStatus.state:type_name -> broker.v1.TenantState
-	21, // 9: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 10: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
-	21, // 11: broker.v1.SetCredentialRequest.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 9: broker.v1.TenantStatus.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 10: broker.v1.TenantStatus.next_refresh:type_name -> google.protobuf.Timestamp
+	23, // 11: broker.v1.SetCredentialRequest.expires_at:type_name -> google.protobuf.Timestamp
 	17, // 12: broker.v1.SetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	17, // 13: broker.v1.GetCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	17, // 14: broker.v1.DeleteCredentialResponse.credential:type_name -> broker.v1.CredentialInfo
 	1,  // 15: broker.v1.CredentialInfo.kind:type_name -> broker.v1.CredentialKind
-	21, // 16: broker.v1.CredentialInfo.set_at:type_name -> google.protobuf.Timestamp
-	21, // 17: broker.v1.CredentialInfo.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 18: broker.v1.GetVersionResponse.commit_time:type_name -> google.protobuf.Timestamp
+	23, // 16: broker.v1.CredentialInfo.set_at:type_name -> google.protobuf.Timestamp
+	23, // 17: broker.v1.CredentialInfo.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 18: broker.v1.GetVersionResponse.commit_time:type_name -> google.protobuf.Timestamp
 	2,  // 19: broker.v1.BrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
 	4,  // 20: broker.v1.BrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
 	7,  // 21: broker.v1.BrokerService.ListTenants:input_type -> broker.v1.ListTenantsRequest
@@ -1673,15 +1808,17 @@ var file_broker_v1_broker_proto_depIdxs = []int32{
 	13, // 23: broker.v1.BrokerService.GetCredential:input_type -> broker.v1.GetCredentialRequest
 	15, // 24: broker.v1.BrokerService.DeleteCredential:input_type -> broker.v1.DeleteCredentialRequest
 	18, // 25: broker.v1.BrokerService.GetVersion:input_type -> broker.v1.GetVersionRequest
-	3,  // 26: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 27: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	8,  // 28: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	12, // 29: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
-	14, // 30: broker.v1.BrokerService.GetCredential:output_type -> broker.v1.GetCredentialResponse
-	16, // 31: broker.v1.BrokerService.DeleteCredential:output_type -> broker.v1.DeleteCredentialResponse
-	19, // 32: broker.v1.BrokerService.GetVersion:output_type -> broker.v1.GetVersionResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
+	20, // 26: broker.v1.BrokerService.Reload:input_type -> broker.v1.ReloadRequest
+	3,  // 27: broker.v1.BrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 28: broker.v1.BrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	8,  // 29: broker.v1.BrokerService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	12, // 30: broker.v1.BrokerService.SetCredential:output_type -> broker.v1.SetCredentialResponse
+	14, // 31: broker.v1.BrokerService.GetCredential:output_type -> broker.v1.GetCredentialResponse
+	16, // 32: broker.v1.BrokerService.DeleteCredential:output_type -> broker.v1.DeleteCredentialResponse
+	19, // 33: broker.v1.BrokerService.GetVersion:output_type -> broker.v1.GetVersionResponse
+	21, // 34: broker.v1.BrokerService.Reload:output_type -> broker.v1.ReloadResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1706,7 +1843,7 @@ func file_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_broker_proto_rawDesc), len(file_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	BrokerService_GetCredential_FullMethodName    = "/broker.v1.BrokerService/GetCredential"
 	BrokerService_DeleteCredential_FullMethodName = "/broker.v1.BrokerService/DeleteCredential"
 	BrokerService_GetVersion_FullMethodName       = "/broker.v1.BrokerService/GetVersion"
+	BrokerService_Reload_FullMethodName           = "/broker.v1.BrokerService/Reload"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -81,6 +82,15 @@ type BrokerServiceClient interface {
 	// GetVersion reports how the running brokerd was built. Any connected
 	// caller may call it; it reveals no tenant, token or secret.
 	GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error)
+	// Reload makes brokerd read its configuration file again, as SIGHUP
+	// does, and answers once the new configuration serves. Tenants added are
+	// fetched; tenants removed are dropped; tenants whose id and app did not
+	// change keep their tokens, with their allow lists replaced for every
+	// connection at once. A configuration brokerd cannot use, or one that
+	// changes a setting only a restart can change, is refused
+	// (INVALID_ARGUMENT, FAILED_PRECONDITION) with the reason, and the old
+	// configuration keeps serving. It is for brokerd's own uid and root only.
+	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -170,6 +180,16 @@ func (c *brokerServiceClient) GetVersion(ctx context.Context, in *GetVersionRequ
 	return out, nil
 }
 
+func (c *brokerServiceClient) Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReloadResponse)
+	err := c.cc.Invoke(ctx, BrokerService_Reload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -219,6 +239,15 @@ type BrokerServiceServer interface {
 	// GetVersion reports how the running brokerd was built. Any connected
 	// caller may call it; it reveals no tenant, token or secret.
 	GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error)
+	// Reload makes brokerd read its configuration file again, as SIGHUP
+	// does, and answers once the new configuration serves. Tenants added are
+	// fetched; tenants removed are dropped; tenants whose id and app did not
+	// change keep their tokens, with their allow lists replaced for every
+	// connection at once. A configuration brokerd cannot use, or one that
+	// changes a setting only a restart can change, is refused
+	// (INVALID_ARGUMENT, FAILED_PRECONDITION) with the reason, and the old
+	// configuration keeps serving. It is for brokerd's own uid and root only.
+	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -249,6 +278,9 @@ func (UnimplementedBrokerServiceServer) DeleteCredential(context.Context, *Delet
 }
 func (UnimplementedBrokerServiceServer) GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetVersion not implemented")
+}
+func (UnimplementedBrokerServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -390,6 +422,24 @@ func _BrokerService_GetVersion_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_Reload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).Reload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_Reload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).Reload(ctx, req.(*ReloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,6 +470,10 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetVersion",
 			Handler:    _BrokerService_GetVersion_Handler,
+		},
+		{
+			MethodName: "Reload",
+			Handler:    _BrokerService_Reload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
