@@ -74,10 +74,10 @@ install-units:
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/tokenbroker
 	for u in systemd/system/brokerd.socket systemd/system/brokerd.service; do \
-		sed 's|/usr/local/bin/brokerd|$(BINDIR)/brokerd|; s|/etc/tokenbroker/|$(SYSCONFDIR)/tokenbroker/|' $$u | \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/tokenbroker/|$(SYSCONFDIR)/tokenbroker/|' $$u | \
 		install -m 0644 /dev/stdin $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
 	for u in systemd/user/brokerd.socket systemd/user/brokerd.service; do \
-		sed 's|/usr/local/bin/brokerd|$(BINDIR)/brokerd|' $$u | \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$u | \
 		install -m 0644 /dev/stdin $(DESTDIR)$(USERUNITDIR)/$${u##*/} || exit 1; done
 	install -m 0644 systemd/sysusers.d/brokerd.conf $(DESTDIR)$(SYSUSERSDIR)/brokerd.conf
 	install -m 0644 systemd/tmpfiles.d/brokerd.conf $(DESTDIR)$(TMPFILESDIR)/brokerd.conf
