@@ -1,0 +1,294 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/broker/entratest"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+)
+
+// reload reloads h's broker with the World's configuration as it now is.
+func (h *harness) reload(top ...string) (broker.ReloadSummary, error) {
+	h.t.Helper()
+	cfg, err := broker.ParseConfig("world.toml", []byte(h.w.Config(top...)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.b.Reload(cfg)
+}
+
+func (h *harness) mustReload(top ...string) broker.ReloadSummary {
+	h.t.Helper()
+	s, err := h.reload(top...)
+	if err != nil {
+		h.t.Fatalf("reload: %v", err)
+	}
+	return s
+}
+
+func tenantNames(b *broker.Broker) []string {
+	var names []string
+	for _, s := range b.ListTenants() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+func removeTenant(w *brokertest.World, name string) {
+	w.Tenants = slices.DeleteFunc(w.Tenants, func(t brokertest.Tenant) bool { return t.Name == name })
+}
+
+func wantKind(t *testing.T, what string, err error, kind broker.Kind, msg string) {
+	t.Helper()
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Kind != kind || !strings.Contains(be.Msg, msg) {
+		t.Fatalf("%s: %v, want a %v error containing %q", what, err, kind, msg)
+	}
+}
+
+// A reload adds, removes and keeps tenants: a kept tenant keeps the very
+// token it had and asks Entra ID for nothing more, an added one is
+// fetched at once, and a removed one is refused and never asked for
+// again. An allow list changed by the reload applies to the next call.
+func TestReload(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 3)
+	h.w.Tenants[2].Extra = []string{"allow_uids = [4242, 4343]"}
+	h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
+	h.b.Start()
+	h.advance(time.Second) // every first fetch, paced
+	before := map[string]*broker.Token{}
+	for _, name := range []string{"tenant0", "tenant1", "tenant2"} {
+		tok, err := h.get(name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = tok
+	}
+	other := broker.Caller{UID: 4343, GID: 4343}
+	if _, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant2", Caller: &other}); err != nil {
+		t.Fatalf("uid 4343 before the reload: %v", err)
+	}
+
+	removeTenant(h.w, "tenant1")
+	h.w.AddTenant("tenant3", brokertest.TenantID(3), h.w.App, true)
+	h.w.Tenants[1].Extra = []string{"allow_uids = [4242]"} // tenant2: 4343 no longer
+	s := h.mustReload()
+	if !slices.Equal(s.Added, []string{"tenant3"}) || !slices.Equal(s.Removed, []string{"tenant1"}) || s.Unchanged != 2 || s.Generation != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	if g := h.b.Generation(); g != 2 {
+		t.Errorf("generation %d, want 2", g)
+	}
+	h.advance(time.Second)
+	if got := tenantNames(h.b); !slices.Equal(got, []string{"tenant0", "tenant2", "tenant3"}) {
+		t.Errorf("tenants after the reload: %v", got)
+	}
+	for _, name := range []string{"tenant0", "tenant2"} {
+		tok, err := h.get(name, 0)
+		if err != nil || tok != before[name] {
+			t.Errorf("%s after the reload: %v, %v; want the very token it had", name, tok, err)
+		}
+	}
+	if tok, err := h.get("tenant3", 0); err != nil || tok.TenantID != brokertest.TenantID(3) {
+		t.Errorf("tenant3: %v, %v", tok, err)
+	}
+	_, err := h.get("tenant1", 0)
+	wantKind(t, "removed tenant1", err, broker.KindNotFound, `tenant "tenant1" is not configured`)
+
+	_, err = h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant2", Caller: &other})
+	wantKind(t, "uid 4343 after the reload", err, broker.KindPermissionDenied, `uid 4343 may not get tokens for tenant "tenant2"`)
+	if _, ok, _ := h.b.Authorize(other, "tenant2"); ok {
+		t.Error("Authorize still allows uid 4343")
+	}
+	allowed := broker.Caller{UID: 4242, GID: 4242}
+	if tok, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "TENANT2.onmicrosoft.com", Caller: &allowed}); err != nil || tok != before["tenant2"] {
+		t.Errorf("uid 4242 after the reload: %v, %v", tok, err)
+	}
+	// A caller who is not an admin learns nothing of a tenant that is not
+	// there: the message of a tenant it may not use.
+	_, err = h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant1", Caller: &allowed})
+	wantKind(t, "uid 4242 asking for the removed tenant", err, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant1"`)
+
+	// Hours on, the kept tenants were refreshed and the removed one
+	// never asked for again.
+	h.advance(3 * time.Hour)
+	if h.requests(1) != 1 {
+		t.Errorf("removed tenant1: %d token requests, want the 1 before the reload", h.requests(1))
+	}
+	if h.requests(0) < 3 || h.requests(3) < 3 {
+		t.Errorf("token requests after 3 hours: tenant0 %d, tenant3 %d; want refreshes", h.requests(0), h.requests(3))
+	}
+}
+
+// A tenant whose id changes, and every tenant of an app whose settings
+// change, is replaced: fetched afresh, while the others keep their tokens.
+func TestReloadReplaces(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 2)
+	w.AddApp("second", "0a0a0a0a-0000-4000-8000-00000000a002", "second-secret-Q~abcdefghijklmnopqrstuvwxyz0123")
+	w.AddTenant("fabrikam", brokertest.TenantID(10), "second", true)
+	h := newHarness(t, w, 0)
+	h.b.Start()
+	h.advance(time.Second) // every first fetch, paced
+	kept, err := h.get("fabrikam", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Tenants[1].ID = brokertest.TenantID(11) // tenant1 is now another tenant
+	h.w.IdP.AddTenant(entratest.Tenant{ID: brokertest.TenantID(11), ConsentedApps: []string{w.ClientID}})
+	w.Apps[0].Extra = []string{`allowed_scopes = ["https://graph.microsoft.com/.default"]`}
+	s := h.mustReload()
+	if !slices.Equal(s.Added, []string{"tenant0", "tenant1"}) || !slices.Equal(s.Removed, []string{"tenant0", "tenant1"}) || s.Unchanged != 1 {
+		t.Fatalf("summary %+v", s)
+	}
+	h.advance(time.Second)
+	if tok, err := h.get("fabrikam", 0); err != nil || tok != kept {
+		t.Errorf("fabrikam, of the unchanged app: %v, %v; want the token it had", tok, err)
+	}
+	if tok, err := h.get("tenant1", 0); err != nil || tok.TenantID != brokertest.TenantID(11) {
+		t.Errorf("tenant1: %v, %v; want a token of its new id", tok, err)
+	}
+	if h.requests(0) != 2 || h.requests(11) != 1 || h.requests(1) != 1 {
+		t.Errorf("token requests: tenant0 %d (want 2), new tenant1 %d (want 1), old tenant1 %d (want 1)", h.requests(0), h.requests(11), h.requests(1))
+	}
+	if _, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Scopes: []string{"https://graph.microsoft.com/.default"}}); err != nil {
+		t.Errorf("a scope the reload allowed: %v", err)
+	}
+}
+
+// A configuration that changes what only a restart can change is refused
+// whole, naming the keys, and the old one keeps serving.
+func TestReloadRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	h.b.Start()
+	h.advance(time.Second) // every first fetch, paced
+	tok, err := h.get("tenant0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w.AddTenant("tenant1", brokertest.TenantID(1), h.w.App, true)
+	_, err = h.reload("prefetch_rate = 5", "[limits]", "max_scopes = 3")
+	wantKind(t, "reload", err, broker.KindFailedPrecondition, "prefetch_rate, limits.max_scopes cannot change while brokerd runs; restart brokerd to apply them")
+	_, err = h.reload(`keystore_timeout = "9s"`)
+	wantKind(t, "reload", err, broker.KindFailedPrecondition, "keystore_timeout cannot change while brokerd runs; restart brokerd to apply it")
+	if _, err := h.b.Reload(nil); err == nil {
+		t.Error("Reload(nil) succeeded")
+	}
+	h.settle()
+	if g := h.b.Generation(); g != 1 {
+		t.Errorf("generation %d after refused reloads, want 1", g)
+	}
+	if got := tenantNames(h.b); !slices.Equal(got, []string{"tenant0"}) {
+		t.Errorf("tenants after refused reloads: %v", got)
+	}
+	if got, err := h.get("tenant0", 0); err != nil || got != tok {
+		t.Errorf("tenant0: %v, %v", got, err)
+	}
+	// What a reload may change, it changes: min_valid here.
+	s := h.mustReload(`min_valid = "50m"`)
+	if !slices.Equal(s.Added, []string{"tenant1"}) {
+		t.Errorf("summary %+v", s)
+	}
+	h.advance(15 * time.Minute) // the token has 45 minutes left, less than the new min_valid
+	if got, err := h.get("tenant0", 0); err != nil || got == tok {
+		t.Errorf("tenant0 with min_valid 50m: %v, %v; want a new token", got, err)
+	}
+}
+
+// A tenant removed while its token is being acquired: the caller waiting
+// for it is told, the acquisition's result is dropped when it lands, and
+// nothing more is scheduled for the tenant.
+func TestReloadRemovesTenantInFlight(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 2)
+	h.w.IdP.SetFault(brokertest.TenantID(1), &entratest.Fault{Delay: time.Second, Times: 1})
+	h.b.Start()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.get("tenant1", 0)
+		errc <- err
+	}()
+	brokertest.WaitFor(t, "tenant1's first fetch to reach Entra ID and a caller to wait for it", func() bool {
+		h.clk.Advance(20 * time.Millisecond) // pacing
+		return h.requests(1) == 1 && h.status("tenant1").CacheMisses == 1
+	})
+	removeTenant(h.w, "tenant1")
+	h.mustReload()
+	wantKind(t, "the caller waiting for tenant1", <-errc, broker.KindUnavailable, "tenant tenant1 was removed or replaced by a reload")
+	h.advance(5 * time.Hour)
+	if got := h.requests(1); got != 1 {
+		t.Errorf("tenant1: %d token requests, want only the one in flight at the reload", got)
+	}
+	if h.requests(0) < 5 {
+		t.Errorf("tenant0: %d token requests in 5 hours, want refreshes", h.requests(0))
+	}
+	if !strings.Contains(h.logs.String(), "result of an acquisition for a tenant no longer configured dropped") {
+		t.Error("the dropped result was not logged")
+	}
+}
+
+// A watch looks its request up again after a reload: it follows a tenant
+// replaced under its name, ends with PERMISSION_DENIED once its caller is
+// no longer allowed, and with the refusal once its tenant is removed.
+func TestReloadWatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 3)
+	for i := range h.w.Tenants {
+		h.w.Tenants[i].Extra = []string{"allow_uids = [4242]"}
+	}
+	h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
+	h.b.Start()
+	h.advance(time.Second) // every first fetch, paced
+	caller := broker.Caller{UID: 4242, GID: 4242}
+	type event struct {
+		tok *broker.Token
+		err *broker.Error
+	}
+	watch := func(tenant string) (<-chan event, <-chan error) {
+		events, end := make(chan event, 16), make(chan error, 1)
+		go func() {
+			end <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: tenant, Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
+				events <- event{tok, err}
+				return nil
+			})
+		}()
+		if ev := <-events; ev.tok == nil {
+			t.Fatalf("%s: first event %v", tenant, ev.err)
+		}
+		return events, end
+	}
+	ev0, end0 := watch("tenant0")
+	_, end1 := watch("tenant1")
+	ev2, end2 := watch("tenant2")
+
+	h.w.Tenants[0].Extra = nil // tenant0: top-level list, uid 4242 no longer
+	removeTenant(h.w, "tenant1")
+	h.w.Tenants[1].ID = brokertest.TenantID(12) // tenant2: another id
+	h.w.IdP.AddTenant(entratest.Tenant{ID: brokertest.TenantID(12), ConsentedApps: []string{h.w.ClientID}})
+	h.mustReload()
+	h.advance(time.Second)
+
+	wantKind(t, "tenant0's watch", <-end0, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
+	wantKind(t, "tenant1's watch", <-end1, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant1"`)
+	select {
+	case ev := <-ev0:
+		t.Errorf("tenant0's watch sent %v after the reload", ev)
+	default:
+	}
+	if ev := <-ev2; ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) {
+		t.Errorf("tenant2's watch after the reload: %+v; want the new id's token", ev)
+	}
+	select {
+	case err := <-end2:
+		t.Errorf("tenant2's watch ended: %v", err)
+	default:
+	}
+}
