@@ -95,7 +95,8 @@ verify-units:
 
 # The units under a real systemd 252 (PID 1 of a systemd-nspawn container):
 # socket activation, notify readiness, an encrypted credential, a group
-# member's brokerctl get, stop. Root only; installs systemd-container and
+# member's brokerctl get, systemctl reload (applied and refused), the
+# watchdog, stop. Root only; installs systemd-container and
 # mmdebstrap when missing. About a minute the first time, seconds after.
 test-systemd: build
 	scripts/systemd-test
