@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	path := l.Addr().String()
 	notify := newNotifier(b, log)
-	rl := &reloader{path: configPath, b: b, log: log, notify: notify}
+	rl := &reloader{path: configPath, b: b, log: log, notify: notify, mx: mx}
 	sopts := mx.serverOptions()
 	if !o.dev {
 		sopts = append(sopts, server.WithReloader(rl.reload))

@@ -71,3 +71,10 @@ func (e *metricsEndpoint) close() {
 		e.l.Close()
 	}
 }
+
+// reloaded counts a configuration reload, applied or refused.
+func (e *metricsEndpoint) reloaded(applied bool) {
+	if e != nil {
+		e.m.Reloaded(applied)
+	}
+}

@@ -17,6 +17,7 @@ type reloader struct {
 	b      *broker.Broker
 	log    *slog.Logger
 	notify *notifier
+	mx     *metricsEndpoint
 
 	mu sync.Mutex
 }
@@ -29,11 +30,11 @@ func (r *reloader) reload(context.Context) (string, broker.ReloadSummary, error)
 	r.notify.reloading()
 	defer r.notify.reloaded()
 	cfg, err := loadConfig(r.path)
-	if err != nil {
-		r.log.Error("reload refused; the configuration in use keeps serving", "config", r.path, "error", err)
-		return r.path, broker.ReloadSummary{}, err
+	var s broker.ReloadSummary
+	if err == nil {
+		s, err = r.b.Reload(cfg)
 	}
-	s, err := r.b.Reload(cfg)
+	r.mx.reloaded(err == nil)
 	if err != nil {
 		r.log.Error("reload refused; the configuration in use keeps serving", "config", r.path, "error", err)
 		return r.path, broker.ReloadSummary{}, err

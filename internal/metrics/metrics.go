@@ -37,6 +37,8 @@ type Metrics struct {
 	idpDuration    prometheus.Histogram
 	keystoreErrors *prometheus.CounterVec
 	denials        *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	reloadOK       prometheus.Gauge
 
 	mu     sync.Mutex
 	aadsts map[int]string // guarded by mu: the label of each code seen
@@ -68,6 +70,14 @@ func New() *Metrics {
 			Name: "tokenbroker_denials_total",
 			Help: "Calls the authorizer denied, by the caller's uid.",
 		}, []string{"uid"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_config_reloads_total",
+			Help: "Configuration reloads (SIGHUP, brokerctl reload) by outcome: applied, or refused (the configuration in use keeps serving).",
+		}, []string{"outcome"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenbroker_config_last_reload_successful",
+			Help: "1 if the last configuration reload was applied (or none was tried), 0 if it was refused: the file on disk is not what brokerd serves.",
+		}),
 		aadsts: map[int]string{},
 	}
 	// Series that exist before anything happens, so that rate() and
@@ -79,7 +89,10 @@ func New() *Metrics {
 	for _, op := range []string{"get", "set", "delete"} {
 		m.keystoreErrors.WithLabelValues(op)
 	}
-	m.reg.MustRegister(m.tokenCalls, m.idpRequests, m.idpDuration, m.keystoreErrors, m.denials,
+	m.reloads.WithLabelValues("applied")
+	m.reloads.WithLabelValues("refused")
+	m.reloadOK.Set(1)
+	m.reg.MustRegister(m.tokenCalls, m.idpRequests, m.idpDuration, m.keystoreErrors, m.denials, m.reloads, m.reloadOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -128,4 +141,14 @@ func (m *Metrics) TokenCall(code codes.Code) { m.tokenCalls.WithLabelValues(code
 // Denied counts a denied call (server.Observer).
 func (m *Metrics) Denied(uid uint32) {
 	m.denials.WithLabelValues(strconv.FormatUint(uint64(uid), 10)).Inc()
+}
+
+// Reloaded counts a configuration reload, applied or refused.
+func (m *Metrics) Reloaded(applied bool) {
+	outcome, ok := "refused", 0.0
+	if applied {
+		outcome, ok = "applied", 1
+	}
+	m.reloads.WithLabelValues(outcome).Inc()
+	m.reloadOK.Set(ok)
 }

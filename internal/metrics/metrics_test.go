@@ -53,3 +53,23 @@ func TestListen(t *testing.T) {
 		}
 	}
 }
+
+// A refused reload shows until one is applied.
+func TestReloads(t *testing.T) {
+	m := New()
+	if got := testutil.ToFloat64(m.reloadOK); got != 1 {
+		t.Errorf("last_reload_successful %v before any reload, want 1", got)
+	}
+	m.Reloaded(false)
+	if got := testutil.ToFloat64(m.reloadOK); got != 0 {
+		t.Errorf("last_reload_successful %v after a refused reload, want 0", got)
+	}
+	m.Reloaded(true)
+	m.Reloaded(true)
+	if got := testutil.ToFloat64(m.reloadOK); got != 1 {
+		t.Errorf("last_reload_successful %v after an applied reload, want 1", got)
+	}
+	if a, r := testutil.ToFloat64(m.reloads.WithLabelValues("applied")), testutil.ToFloat64(m.reloads.WithLabelValues("refused")); a != 2 || r != 1 {
+		t.Errorf("reloads: applied %v refused %v, want 2 and 1", a, r)
+	}
+}
