@@ -130,9 +130,11 @@ func TestReloadSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokertest.WaitFor(t, "brokerd to list contoso and not woodgrove or fabrikam", func() bool {
+		r := s.ctl("", "tenants", "--output", "json")
 		if !d.running() {
-			t.Fatalf("brokerd exited %d on SIGHUP:\n%s", d.code, d.stderr.String())
+			t.Fatalf("brokerd exited %d on SIGHUP:\n%s", d.wait(t), d.stderr.String())
 		}
+		r.wantExit(t, 0)
 		l := s.tenants()
 		return l["contoso"] != nil && l["woodgrove"] == nil && l["fabrikam"] == nil && l["northwind"] != nil
 	})
@@ -307,7 +309,8 @@ func (c *caller) do(t *testing.T, command string, want int) []string {
 
 // A connection open across a reload is held to the new allow lists: its
 // next call is denied, and the denial is audited under the new
-// configuration; a watch it holds ends with PERMISSION_DENIED.
+// configuration; a watch it holds ends with PERMISSION_DENIED. Root's
+// watch of a tenant the reload removed ends with NOT_FOUND.
 func TestReloadOpenConnection(t *testing.T) {
 	testuser.RequireRoot(t, "act as a second user")
 	t.Parallel()
@@ -320,13 +323,21 @@ func TestReloadOpenConnection(t *testing.T) {
 			t.Fatalf("%s before the reload: %q, want OK", cmd, got[0])
 		}
 	}
+	admin := startCaller(t, nil, s.socket)
+	if got := admin.do(t, "watch woodgrove", 1); got[0] != "watch OK" {
+		t.Fatalf("root's watch of woodgrove: %q, want OK", got[0])
+	}
 
+	// northwind no longer allows 4242; woodgrove is removed.
 	w.setTenant(t, "northwind", "allow_uids = [65534]")
+	w.setTenant(t, "woodgrove")
 	w.write(t)
 	s.ctl("", "reload").wantExit(t, 0)
+	if got := admin.do(t, "get woodgrove", 2); !slices.Equal(sorted(got), []string{"get NotFound", "watch ended NotFound"}) {
+		t.Errorf("root's connection after woodgrove was removed: %q, want NotFound for the call and the watch", got)
+	}
 	got := c.do(t, "get northwind", 2) // and the watch's end, in either order
-	slices.Sort(got)
-	if want := []string{"get PermissionDenied", "watch ended PermissionDenied"}; !slices.Equal(got, want) {
+	if want := []string{"get PermissionDenied", "watch ended PermissionDenied"}; !slices.Equal(sorted(got), want) {
 		t.Errorf("after narrowing the allow list: %q, want %q", got, want)
 	}
 	if got := c.do(t, "get northwind", 1); got[0] != "get PermissionDenied" {
@@ -355,8 +366,16 @@ func TestReloadOpenConnection(t *testing.T) {
 	if !strings.Contains(log, `msg=audit rpc=WatchToken tenant=northwind uid=4242 `) {
 		t.Errorf("the watch was not audited:\n%s", log)
 	}
-	c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
-		t.Errorf("caller: %v", err)
+	for _, c := range []*caller{c, admin} {
+		c.stdin.Close()
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("caller: %v", err)
+		}
 	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }
