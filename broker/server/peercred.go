@@ -107,7 +107,7 @@ type Peer struct {
 	// under each new configuration. Keyed by the resolved tenant, it holds
 	// at most one entry per configured tenant, one shared by every unknown
 	// name, and one for ListTenants, whatever strings the caller sends.
-	audited  sync.Map // string to uint64
+	audited sync.Map // string to uint64
 
 	nAudited atomic.Int32
 }
