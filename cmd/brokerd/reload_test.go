@@ -233,7 +233,11 @@ func TestReloadRefused(t *testing.T) {
 	if err := os.WriteFile(w.config, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.ctlAs(nobody, s.socket, "", "reload").wantExit(t, 4, "brokerctl: PermissionDenied: ", "uid 65534 may not call Reload")
+	denied := s.ctlAs(nobody, s.socket, "", "reload")
+	denied.wantExit(t, 4, "brokerctl: PermissionDenied: ", "uid 65534 may not call Reload")
+	if line := auditLine(t, d, denied, "Reload"); !strings.Contains(line, "uid=65534") || !strings.Contains(line, "allowed=false") {
+		t.Errorf("the denied reload's audit line: %s", line)
+	}
 	// The refused reloads made no configuration: this is the second.
 	r := s.ctl("", "reload")
 	r.wantExit(t, 0)
