@@ -226,13 +226,23 @@ func TestReloadRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	stillServing("SIGHUP with a configuration brokerd refuses")
+
+	// A configuration others could change is refused as at start.
+	if err := os.WriteFile(w.config, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(w.config, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	s.ctl("", "reload").wantExit(t, 2, "brokerctl: InvalidArgument: ", "refusing the configuration "+w.config)
+	stillServing("brokerctl reload of a configuration anyone may write")
+	if err := os.Chmod(w.config, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if n := w.idp.TotalTokenRequests(); n != asked {
 		t.Errorf("%d token requests during refused reloads, want none", n-asked)
 	}
 
-	if err := os.WriteFile(w.config, good, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	denied := s.ctlAs(nobody, s.socket, "", "reload")
 	denied.wantExit(t, 4, "brokerctl: PermissionDenied: ", "uid 65534 may not call Reload")
 	if line := auditLine(t, d, denied, "Reload"); !strings.Contains(line, "uid=65534") || !strings.Contains(line, "allowed=false") {
