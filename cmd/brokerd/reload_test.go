@@ -78,10 +78,11 @@ func TestReload(t *testing.T) {
 	}
 
 	// woodgrove removed, contoso added, fabrikam as it was, northwind's
-	// allow list narrowed to exclude nobody.
+	// allow list narrowed to exclude nobody and its domain renamed.
 	w.setTenant(t, "woodgrove")
 	w.addTenant("contoso", contosoRID)
 	w.setTenant(t, "northwind", "allow_uids = [4242]")
+	w.Tenants[slices.IndexFunc(w.Tenants, func(tn brokertest.Tenant) bool { return tn.Name == "northwind" })].Domain = "northwind-renamed.example"
 	w.write(t)
 	r := s.ctl("", "reload")
 	r.wantExit(t, 0)
@@ -96,6 +97,10 @@ func TestReload(t *testing.T) {
 			t.Errorf("%d token requests for %s, kept by the reload; want none", n, name)
 		}
 	}
+	if s.get("northwind-renamed.example") != before["northwind"] {
+		t.Error("northwind's new domain serves another token than northwind")
+	}
+	s.ctl("", "get", "--tenant", "northwind.onmicrosoft.com").wantExit(t, 3, "brokerctl: NotFound: ", `tenant "northwind.onmicrosoft.com" is not configured`)
 	wantTenant(t, s.get("contoso"), contosoRID)
 	s.ctl("", "get", "--tenant", "woodgrove").wantExit(t, 3, "brokerctl: NotFound: ", `tenant "woodgrove" is not configured`, "contoso, fabrikam, northwind")
 	s.ctlAs(nobody, s.socket, "", "get", "--tenant", "northwind").wantExit(t, 4, "PermissionDenied", `uid 65534 may not get tokens for tenant "northwind"`)
