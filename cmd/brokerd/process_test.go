@@ -1120,14 +1120,20 @@ func TestSdNotify(t *testing.T) {
 		w := newConfigWorld(t, s, "memory", "0b0b0b0b-0000-4000-8000-00000000b001")
 		p := s.brokerd(append(w.env, "NOTIFY_SOCKET="+n.path), "--config", w.config, "--socket", s.socket)
 		n.await("READY=1")
-		for _, how := range []string{"SIGHUP", "brokerctl reload"} {
+		// A refused reload ends with READY=1 too: the old configuration
+		// serves.
+		for _, how := range []string{"SIGHUP", "brokerctl reload", "refused brokerctl reload"} {
 			before := monotonicUsec(t)
-			if how == "SIGHUP" {
+			switch how {
+			case "SIGHUP":
 				if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+			case "brokerctl reload":
 				s.ctl("", "reload").wantExit(t, 0)
+			default:
+				w.write(t, "prefetch_rate = 7")
+				s.ctl("", "reload").wantExit(t, 5, "prefetch_rate")
 			}
 			m := last(n.await("RELOADING=1"))
 			after := monotonicUsec(t)
