@@ -24,12 +24,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
@@ -53,8 +55,9 @@ const (
 const deadline = 30 * time.Second
 
 // binDir holds the binaries TestMain builds: brokerd, brokerctl, flood
-// (testdata/flood), the connection flooder of the limits tests, and
-// squatter (testdata/squatter), the listener of the trust tests.
+// (testdata/flood), the connection flooder of the limits tests, squatter
+// (testdata/squatter), the listener of the trust tests, and caller
+// (testdata/caller), the one-connection client of the reload tests.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -66,7 +69,7 @@ func TestMain(m *testing.M) {
 	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
 		"github.com/tokenbroker/tokenbroker/cmd/brokerd",
 		"github.com/tokenbroker/tokenbroker/cmd/brokerctl",
-		"./testdata/flood", "./testdata/squatter")
+		"./testdata/flood", "./testdata/squatter", "./testdata/caller")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building brokerd and brokerctl:", err)
@@ -997,65 +1000,158 @@ func TestSocketActivation(t *testing.T) {
 	s.checkNoLeaks([]string{devSecret}, []string{tok})
 }
 
-// brokerd tells the service manager READY=1 once every tenant's first
-// fetch has finished or failed, STATUS= with the tenants by state,
-// WATCHDOG=1 at half of WATCHDOG_USEC, and STOPPING=1 when it stops.
-func TestSdNotify(t *testing.T) {
-	t.Parallel()
-	s := newSession(t)
-	notify := filepath.Join(s.dir, "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+// notifySocket is a datagram socket in the session's directory, standing
+// in for the service manager's NOTIFY_SOCKET.
+type notifySocket struct {
+	t    *testing.T
+	path string
+	msgs chan string
+}
+
+func newNotifySocket(t *testing.T, s *session) *notifySocket {
+	t.Helper()
+	n := &notifySocket{t: t, path: filepath.Join(s.dir, "notify.sock"), msgs: make(chan string, 16)}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	msgs := make(chan string, 16)
 	go func() {
-		defer close(msgs)
+		defer close(n.msgs)
 		buf := make([]byte, 4096)
 		for {
-			n, _, err := conn.ReadFromUnix(buf)
+			k, _, err := conn.ReadFromUnix(buf)
 			if err != nil {
 				return
 			}
-			msgs <- string(buf[:n])
+			n.msgs <- string(buf[:k])
 		}
 	}()
-	await := func(want string) string {
-		t.Helper()
-		timeout := time.After(deadline)
-		for {
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					t.Fatalf("notify socket closed before %s", want)
-				}
-				if strings.Contains(m, want) {
-					return m
-				}
-			case <-timeout:
-				t.Fatalf("no %s on NOTIFY_SOCKET within %v", want, deadline)
+	return n
+}
+
+// await returns the messages received up to the first that contains want,
+// which is the last.
+func (n *notifySocket) await(want string) []string {
+	n.t.Helper()
+	var got []string
+	timeout := time.After(deadline)
+	for {
+		select {
+		case m, ok := <-n.msgs:
+			if !ok {
+				n.t.Fatalf("notify socket closed before %s", want)
 			}
+			got = append(got, m)
+			if strings.Contains(m, want) {
+				return got
+			}
+		case <-timeout:
+			n.t.Fatalf("no %s on NOTIFY_SOCKET within %v; got %q", want, deadline, got)
 		}
 	}
+}
 
-	p := s.brokerd([]string{"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=1000000"}, "--dev", "--socket", s.socket)
-	// READY means every first fetch is done, and serving.
-	const status = "STATUS=3 tenants: 2 ready, 0 degraded, 1 failed, 0 without a credential, 0 pending"
-	if m := await("READY=1"); !strings.Contains(m, status) {
-		t.Errorf("READY=1 came with %q, want %s", m, status)
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as MONOTONIC_USEC=
+// gives it.
+func monotonicUsec(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
 	}
-	wantTenant(t, s.get("contoso"), contosoID)
-	await("WATCHDOG=1")
-	await("WATCHDOG=1") // again, half a second later
-	if e := p.stderr.String(); strings.Contains(e, "sd_notify") {
-		t.Errorf("brokerd reports a failed notification:\n%s", e)
-	}
-	if code := p.signal(t, syscall.SIGTERM); code != 0 {
-		t.Errorf("brokerd exited %d after SIGTERM, want 0", code)
-	}
-	await("STOPPING=1")
-	s.checkNoLeaks([]string{devSecret}, nil)
+	return ts.Nano() / 1000
+}
+
+// last is the last of msgs.
+func last(msgs []string) string { return msgs[len(msgs)-1] }
+
+// brokerd tells the service manager READY=1 once every tenant's first
+// fetch has finished or failed, STATUS= with the tenants by state,
+// WATCHDOG=1 at half of WATCHDOG_USEC, RELOADING=1 and READY=1 around a
+// reload, and STOPPING=1 when it stops. brokerd --dev ignores SIGHUP and
+// refuses brokerctl reload: it has no configuration file.
+func TestSdNotify(t *testing.T) {
+	t.Parallel()
+	t.Run("dev", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		n := newNotifySocket(t, s)
+		p := s.brokerd([]string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=1000000"}, "--dev", "--socket", s.socket)
+		// READY means every first fetch is done, and serving.
+		const status = "STATUS=3 tenants: 2 ready, 0 degraded, 1 failed, 0 without a credential, 0 pending"
+		if m := last(n.await("READY=1")); !strings.Contains(m, status) {
+			t.Errorf("READY=1 came with %q, want %s", m, status)
+		}
+		token := s.get("contoso")
+		wantTenant(t, token, contosoID)
+		n.await("WATCHDOG=1")
+		n.await("WATCHDOG=1") // again, half a second later
+
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		p.waitLog(t, `msg="SIGHUP ignored: brokerd --dev has no configuration file to reload"`)
+		s.ctl("", "reload").wantExit(t, 5, "brokerctl: FailedPrecondition: ", "no configuration file to reload (brokerd --dev)")
+		if s.get("contoso") != token {
+			t.Error("contoso serves another token after SIGHUP")
+		}
+		if !p.running() {
+			t.Fatalf("brokerd --dev exited %d on SIGHUP", p.code)
+		}
+		if e := p.stderr.String(); strings.Contains(e, "sd_notify") {
+			t.Errorf("brokerd reports a failed notification:\n%s", e)
+		}
+		if code := p.signal(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("brokerd exited %d after SIGTERM, want 0", code)
+		}
+		for _, m := range n.await("STOPPING=1") {
+			if strings.Contains(m, "RELOADING=1") {
+				t.Errorf("brokerd --dev sent %q: it reloads nothing", m)
+			}
+		}
+		s.checkNoLeaks([]string{devSecret}, nil)
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		n := newNotifySocket(t, s)
+		w := newConfigWorld(t, s, "memory", "0b0b0b0b-0000-4000-8000-00000000b001")
+		p := s.brokerd(append(w.env, "NOTIFY_SOCKET="+n.path), "--config", w.config, "--socket", s.socket)
+		n.await("READY=1")
+		// A refused reload ends with READY=1 too: the old configuration
+		// serves.
+		for _, how := range []string{"SIGHUP", "brokerctl reload", "refused brokerctl reload"} {
+			before := monotonicUsec(t)
+			switch how {
+			case "SIGHUP":
+				if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+					t.Fatal(err)
+				}
+			case "brokerctl reload":
+				s.ctl("", "reload").wantExit(t, 0)
+			default:
+				w.write(t, "prefetch_rate = 7")
+				s.ctl("", "reload").wantExit(t, 5, "prefetch_rate")
+			}
+			m := last(n.await("RELOADING=1"))
+			after := monotonicUsec(t)
+			if u := regexp.MustCompile(`(?m)^MONOTONIC_USEC=([0-9]+)$`).FindStringSubmatch(m); u == nil {
+				t.Errorf("%s: %q, want RELOADING=1 with MONOTONIC_USEC=", how, m)
+			} else if at, _ := strconv.ParseInt(u[1], 10, 64); at < before || at > after {
+				t.Errorf("%s: MONOTONIC_USEC=%d is not between %d and %d, the monotonic clock before the reload and after RELOADING=1", how, at, before, after)
+			}
+			if m = last(n.await("READY=1")); strings.Contains(m, "RELOADING=1") {
+				t.Errorf("%s: %q: READY=1 in the message of RELOADING=1", how, m)
+			}
+		}
+		if code := p.signal(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("brokerd exited %d after SIGTERM, want 0", code)
+		}
+		n.await("STOPPING=1")
+		s.checkNoLeaks([]string{w.secret}, nil)
+	})
 }
 
 // requireSecretService skips (or, in CI, fails) unless secret-tool can store
