@@ -11,6 +11,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/broker/entratest"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
+	"github.com/tokenbroker/tokenbroker/keystore"
 )
 
 // reload reloads h's broker with the World's configuration as it now is.
@@ -290,5 +291,46 @@ func TestReloadWatch(t *testing.T) {
 	case err := <-end2:
 		t.Errorf("tenant2's watch ended: %v", err)
 	default:
+	}
+}
+
+// A credential set while a reload replaces its app reaches the app that
+// replaced it: that app reads the keystore again when the write lands,
+// instead of going on with what it read before.
+func TestReloadDuringSetCredential(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, nil, 1, broker.Options{KeystoreTimeout: 10 * time.Second})
+	h.b.Start()
+	h.advance(time.Second)
+	release := h.store.HoldSets()
+	defer release()
+	const rotated = "rotated-secret-Q~abcdefghijklmnopqrstuvwxyz0123"
+	setc := make(chan error, 1)
+	go func() {
+		_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: h.w.App, Kind: keystore.KindSecret,
+			Value: keystore.NewSecret(rotated), NoVerify: true})
+		setc <- err
+	}()
+	brokertest.WaitFor(t, "the keystore write to start", func() bool { return h.store.Sets() == 2 })
+	h.w.Apps[0].Extra = []string{`allowed_scopes = ["https://graph.microsoft.com/.default"]`}
+	if s := h.mustReload(); !slices.Equal(s.Added, []string{"tenant0"}) {
+		t.Fatalf("summary %+v: want the app, and so tenant0, replaced", s)
+	}
+	h.advance(time.Second) // the new app reads the old secret: the write has not landed
+	if h.requests(0) != 2 {
+		t.Fatalf("tenant0: %d token requests, want 2", h.requests(0))
+	}
+	h.w.IdP.AddApp(h.w.ClientID, rotated) // the old secret no longer works
+	release()
+	if err := <-setc; err != nil {
+		t.Fatalf("SetCredential: %v", err)
+	}
+	h.advance(time.Second)
+	if h.requests(0) != 3 {
+		t.Errorf("tenant0: %d token requests, want 3: one with the rotated secret", h.requests(0))
+	}
+	wantState(t, h.status("tenant0"), broker.StateReady)
+	if tok, err := h.get("tenant0", 0); err != nil {
+		t.Errorf("tenant0 after the rotation: %v, %v", tok, err)
 	}
 }

@@ -110,7 +110,13 @@ func (b *Broker) SetCredential(ctx context.Context, req SetRequest) (string, Cre
 	}
 	b.reacquireLocked(a, now)
 	expiry := b.expiryWarningLocked(a, now)
+	replaced := a.removed
 	b.mu.Unlock()
+	if replaced {
+		// A reload replaced the app while its credential was being set:
+		// the app that replaced it reads the store again.
+		b.credentialChanged(a.clientID)
+	}
 	args := []any{"app", a.name, "keystore", b.store.Name(), "kind", h.info.Kind, "verified_with", verified}
 	if h.cert != nil {
 		args = append(args, "thumbprint", h.info.ThumbprintSHA1, "not_after", h.info.ExpiresAt)
@@ -396,7 +402,11 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 	a.rereadUntil, a.rereads = time.Time{}, 0
 	a.gen++
 	b.unqueueLocked(&a.task)
+	replaced := a.removed
 	b.mu.Unlock()
+	if replaced {
+		b.credentialChanged(a.clientID) // as in SetCredential
+	}
 	if err != nil && !had {
 		return CredentialInfo{}, errorf(KindNotFound, "no credential of app %s is stored in the %s keystore", a.name, b.store.Name())
 	}
