@@ -87,6 +87,19 @@ func chooseSocketPath(flagValue string, getenv func(string) string, uid int) (st
 		"pass --socket PATH or set BROKERD_SOCKET to the socket brokerd listens on")
 }
 
+// SocketDefaults describes, for help texts, where the socket is when no
+// flag names one on this platform: where brokerd listens (SocketPath), or,
+// with dial, where a client looks (DialPath).
+func SocketDefaults(dial bool) string {
+	switch {
+	case runtime.GOOS == "darwin":
+		return "$BROKERD_SOCKET, else ~/" + macOSSocketRel + " (" + macOSSystemSocket + " for root without HOME)"
+	case dial:
+		return "$BROKERD_SOCKET, else $XDG_RUNTIME_DIR/" + userSocketRel + " if it exists, else the system service's " + systemSocket
+	}
+	return "$BROKERD_SOCKET, else $XDG_RUNTIME_DIR/" + userSocketRel + " (" + systemSocket + " for root without XDG_RUNTIME_DIR)"
+}
+
 // DialPath resolves the socket a client dials: as SocketPath, except that
 // when neither --socket nor $BROKERD_SOCKET names one and no socket exists
 // at the user path ($XDG_RUNTIME_DIR/brokerd/brokerd.sock, or no

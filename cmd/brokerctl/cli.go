@@ -85,9 +85,8 @@ func (c *cli) rootCommand() *cobra.Command {
 tokens fresh for every configured customer tenant, over its Unix socket.
 Scripts run "brokerctl get" instead of holding the app's client secret.
 
-The socket is the first of: --socket, $BROKERD_SOCKET,
-$XDG_RUNTIME_DIR/brokerd/brokerd.sock, and /run/brokerd/brokerd.sock when
-run as root. Every call to brokerd must finish within --timeout.
+The socket is --socket, else ` + client.SocketDefaults(true) + `.
+Every call to brokerd must finish within --timeout.
 
 Before sending anything, brokerctl checks that only trusted users control
 the socket's path (every directory from / down is owned by root or a trusted
@@ -128,7 +127,7 @@ a socket directory only root could have made (the system service's
 
 	flags := root.PersistentFlags()
 	flags.StringVar(&c.socket, "socket", "",
-		"brokerd's Unix socket (default $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock if it exists, else /run/brokerd/brokerd.sock)")
+		"brokerd's Unix socket (default "+client.SocketDefaults(true)+")")
 	flags.StringVar(&c.expectUID, "expect-uid", "",
 		"also trust a brokerd run by this `UID|USER` (default $BROKERD_UID)")
 	flags.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long each call to brokerd may take")

@@ -8,9 +8,10 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/tokenbroker/tokenbroker/broker/client"
 )
 
-const usageHeader = `Usage: brokerd [flags]
+var usageHeader = `Usage: brokerd [flags]
 
 brokerd keeps an Entra ID app-only access token fresh for every customer tenant
 in its configuration and serves them over gRPC on a Unix socket. The app's
@@ -34,8 +35,11 @@ Examples:
   # The version, commit and Go toolchain brokerd was built with.
   brokerd --version
 
-Socket: --socket, else $BROKERD_SOCKET, else $XDG_RUNTIME_DIR/brokerd/brokerd.sock
-(/run/brokerd/brokerd.sock for root without XDG_RUNTIME_DIR).
+Socket: --socket, else ` + client.SocketDefaults(false) + `.
+
+Signals: SIGINT and SIGTERM stop brokerd gracefully; SIGHUP reloads the
+configuration file, as brokerctl reload does (a file brokerd refuses is
+logged, and the configuration in use keeps serving).
 
 Exit status: 0 after a graceful stop (SIGINT, SIGTERM), 1 when brokerd cannot
 serve, 2 for a mistake on the command line or in the configuration.
