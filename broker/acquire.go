@@ -122,7 +122,7 @@ func (f *failure) withRetry() *Error {
 // credential: the credential first (which may read the keystore), then an
 // IdP slot, then the request.
 func (b *Broker) acquire(e *entry, f *flight) (*Token, *Error) {
-	h, err := b.credential(e.t.app, f.gen)
+	h, err := b.credential(e.t.ctx, e.t.app, f.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +259,8 @@ func (b *Broker) newClient(t *tenant, h *held) (*confidential.Client, *Error) {
 // askIdP makes one token request to Entra ID, holding one of the
 // max_idp_requests slots for it; idp_timeout starts once it has one. ctx
 // must end when the broker closes (both callers derive it from b.ctx), so
-// no request starts after Close.
+// no request starts after Close; a flight's ends when its tenant is
+// removed, too.
 func (b *Broker) askIdP(ctx context.Context, client *confidential.Client, scopes []string) (confidential.AuthResult, error) {
 	select {
 	case b.idpSlots <- struct{}{}:
@@ -280,11 +281,14 @@ func (b *Broker) requestToken(e *entry, client *confidential.Client) (*Token, *E
 	t := e.t
 	e.idpRequests.Add(1)
 	sent := time.Now()
-	res, err := b.askIdP(b.ctx, client, e.scopes)
+	res, err := b.askIdP(t.ctx, client, e.scopes)
 	received := time.Now()
 	if err != nil {
 		if b.ctx.Err() != nil {
 			return nil, errClosing()
+		}
+		if t.ctx.Err() != nil {
+			return nil, errTenantRemoved(t)
 		}
 		kerr := classifyIdPError(err, b.idpContext(t))
 		b.obs.IdPRequest(t.name, kerr.AADSTS, false, received.Sub(sent))

@@ -208,6 +208,10 @@ type tenant struct {
 	// removed: a reload took the tenant out of the configuration. Its
 	// entries are dropped, and none is added again.
 	removed bool // guarded by mu
+	// ctx ends when the tenant is removed or the broker closes: its
+	// flights' keystore and Entra ID waits end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// entries are the kept scope sets by scope key, def included: the map
 	// is replaced under mu, never changed, and read without it.
@@ -327,8 +331,9 @@ func (b *Broker) newApp(ac AppConfig) *app {
 
 // newTenant makes the tenant of tc, an app of a; its access is set when
 // its world is published.
-func newTenant(tc TenantConfig, a *app) *tenant {
+func (b *Broker) newTenant(tc TenantConfig, a *app) *tenant {
 	t := &tenant{name: tc.Name, id: tc.ID, app: a}
+	t.ctx, t.cancel = context.WithCancel(b.ctx)
 	t.def = &entry{t: t, scopes: a.scopes}
 	t.def.task = task{index: -1, entry: t.def}
 	t.entries.Store(&map[string]*entry{scopeKey(a.scopes): t.def})
@@ -439,7 +444,14 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	if e != e.t.def {
 		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
-	return b.getFrom(ctx, e, minValid)
+	tok, err := b.getFrom(ctx, e, minValid)
+	if err != nil {
+		return nil, err
+	}
+	if err := stillAllowed(e.t, req); err != nil {
+		return nil, err
+	}
+	return tok, nil
 }
 
 // lookupEntry checks a request as GetToken describes and returns the entry

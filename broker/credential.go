@@ -30,9 +30,13 @@ type load struct {
 // credential returns generation gen of the app's credential, reading it
 // from the keystore when the broker has none yet. Callers share one read
 // in flight per app; while a failed read waits for its retry time, they
-// get its error without a new read.
-func (b *Broker) credential(a *app, gen uint64) (*held, *Error) {
+// get its error without a new read. ctx is the flight's tenant's: once it
+// ends (the tenant removed, the broker closed) nothing is read for it.
+func (b *Broker) credential(ctx context.Context, a *app, gen uint64) (*held, *Error) {
 	for {
+		if ctx.Err() != nil {
+			return nil, errClosing() // a removed tenant's flight lands as stale whatever its error
+		}
 		b.mu.Lock()
 		if a.gen != gen {
 			b.mu.Unlock()
@@ -55,8 +59,7 @@ func (b *Broker) credential(a *app, gen uint64) (*held, *Error) {
 		b.mu.Unlock()
 		select {
 		case <-ld.done:
-		case <-b.ctx.Done():
-			return nil, errClosing()
+		case <-ctx.Done():
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -26,12 +27,17 @@ import (
 //     entries are dropped (no flight starts on them again, one in the air
 //     lands as stale) and its watchers told.
 //
+// A caller is checked against the allow list in the world where its
+// tenant is found, and again, as it now is, before a token is handed out
+// after a wait (GetToken) and before every token a watch sends.
+//
 // Settings the broker or its gRPC adapter took at New (keystore,
 // credentials_dir, keystore_timeout, prefetch_concurrency, prefetch_rate,
 // max_idp_requests and [limits]) cannot change: a configuration that
 // changes them is refused whole, and the old world keeps serving. The
-// rest (authority_host, refresh_before, min_valid, idp_timeout) is read
-// from the current world where it is used.
+// rest (refresh_before, min_valid, idp_timeout) is read from the current
+// world where it is used; the top-level authority_host is part of every
+// app that inherits it, so changing it replaces those apps.
 //
 // Every entry of a tenant kept is notified at a reload, so that a watch
 // looks its request up again in the new world: with its caller's allow
@@ -93,7 +99,7 @@ func (b *Broker) nextWorld(old *world, cfg *Config) (*world, *worldChange, error
 			delete(oldTenants, tc.Name)
 			ch.kept++
 		} else {
-			t = newTenant(tc, a)
+			t = b.newTenant(tc, a)
 			ch.added = append(ch.added, t)
 		}
 		ch.access = append(ch.access, accessUpdate{t: t, access: tc.Access})
@@ -162,6 +168,7 @@ func (b *Broker) Reload(cfg *Config) (ReloadSummary, error) {
 	b.w.Store(w)
 	for _, t := range ch.removed {
 		t.removed = true
+		t.cancel() // ends its flights' keystore and Entra ID waits
 		for _, e := range *t.entries.Load() {
 			b.unqueueLocked(&e.task)
 			e.dropped, e.parked = true, false
@@ -257,5 +264,32 @@ func (w *world) authorized(req TokenRequest) (*tenant, error) {
 			return t, nil
 		}
 	}
-	return nil, errorf(KindPermissionDenied, "uid %d may not get tokens for tenant %q", c.UID, req.Tenant)
+	return nil, errNotAllowed(c, req.Tenant)
+}
+
+// errNotAllowedCause is behind a caller's denial by a tenant's allow list
+// inside the broker: the configuration changed since the gRPC adapter
+// allowed the call.
+var errNotAllowedCause = errors.New("not on the tenant's allow list")
+
+// errNotAllowed is the denial of c for the tenant it named, in the words
+// of the gRPC adapter's.
+func errNotAllowed(c *Caller, name string) *Error {
+	return &Error{Kind: KindPermissionDenied, cause: errNotAllowedCause, Msg: fmt.Sprintf("uid %d may not get tokens for tenant %q", c.UID, name)}
+}
+
+// IsNotAllowed reports whether err is a caller's denial by an allow list
+// as a reload changed it (TokenRequest.Caller), for the audit log.
+func IsNotAllowed(err error) bool { return errors.Is(err, errNotAllowedCause) }
+
+// stillAllowed checks req's caller against t's allow list as it is now,
+// before a token of t is handed out: a reload may have narrowed it while
+// the call waited.
+func stillAllowed(t *tenant, req TokenRequest) *Error {
+	if c := req.Caller; c != nil {
+		if ok, _ := t.access.Load().Allows(*c); !ok {
+			return errNotAllowed(c, req.Tenant)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -245,6 +246,7 @@ func TestReloadWatch(t *testing.T) {
 	for i := range h.w.Tenants {
 		h.w.Tenants[i].Extra = []string{"allow_uids = [4242]"}
 	}
+	h.w.Apps[0].Extra = []string{`allowed_scopes = ["` + graphScope + `"]`}
 	h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
 	h.b.Start()
 	h.advance(time.Second) // every first fetch, paced
@@ -253,15 +255,15 @@ func TestReloadWatch(t *testing.T) {
 		tok *broker.Token
 		err *broker.Error
 	}
-	watch := func(tenant string) (<-chan event, <-chan error) {
+	watch := func(tenant string, scopes ...string) (<-chan event, <-chan error) {
 		events, end := make(chan event, 16), make(chan error, 1)
 		go func() {
-			end <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: tenant, Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
+			end <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: tenant, Scopes: scopes, Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
 				events <- event{tok, err}
 				return nil
 			})
 		}()
-		if ev := <-events; ev.tok == nil {
+		if ev := recv(t, events, tenant+"'s first event"); ev.tok == nil {
 			t.Fatalf("%s: first event %v", tenant, ev.err)
 		}
 		return events, end
@@ -269,6 +271,7 @@ func TestReloadWatch(t *testing.T) {
 	ev0, end0 := watch("tenant0")
 	_, end1 := watch("tenant1")
 	ev2, end2 := watch("tenant2")
+	evGraph, endGraph := watch("tenant2", graphScope)
 
 	h.w.Tenants[0].Extra = nil // tenant0: top-level list, uid 4242 no longer
 	removeTenant(h.w, "tenant1")
@@ -277,20 +280,123 @@ func TestReloadWatch(t *testing.T) {
 	h.mustReload()
 	h.advance(time.Second)
 
-	wantKind(t, "tenant0's watch", <-end0, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
-	wantKind(t, "tenant1's watch", <-end1, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant1"`)
+	wantKind(t, "tenant0's watch", recv(t, end0, "tenant0's watch to end"), broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
+	wantKind(t, "tenant1's watch", recv(t, end1, "tenant1's watch to end"), broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant1"`)
 	select {
 	case ev := <-ev0:
 		t.Errorf("tenant0's watch sent %v after the reload", ev)
 	default:
 	}
-	if ev := <-ev2; ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) {
+	if ev := recv(t, ev2, "tenant2's next token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) {
 		t.Errorf("tenant2's watch after the reload: %+v; want the new id's token", ev)
 	}
+	// The extra scope set of the replaced tenant is acquired for its
+	// watch, though no schedule of the new tenant names it.
+	if ev := recv(t, evGraph, "tenant2's next graph token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) || !slices.Equal(ev.tok.Scopes, []string{graphScope}) {
+		t.Errorf("tenant2's graph watch after the reload: %+v; want the new id's graph token", ev)
+	}
+	for what, end := range map[string]<-chan error{"tenant2's watch": end2, "tenant2's graph watch": endGraph} {
+		select {
+		case err := <-end:
+			t.Errorf("%s ended: %v", what, err)
+		default:
+		}
+	}
+}
+
+const graphScope = "https://graph.microsoft.com/.default"
+
+// recv is the next value from c, failing the test after 10 seconds.
+func recv[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
 	select {
-	case err := <-end2:
-		t.Errorf("tenant2's watch ended: %v", err)
-	default:
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s in 10 seconds", what)
+		panic("unreachable")
+	}
+}
+
+// A caller waiting for a token when a reload takes it off the tenant's
+// allow list gets the denial, not the token: a GetToken, and a watch's
+// first event.
+func TestReloadNarrowsWaitingCaller(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	h.w.Tenants[0].Extra = []string{"allow_uids = [4242]"}
+	h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: time.Second, Times: 1})
+	caller := broker.Caller{UID: 4242, GID: 4242}
+	getc, watchc := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller})
+		getc <- err
+	}()
+	go func() {
+		watchc <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
+			return fmt.Errorf("sent %v, %v", tok, err)
+		})
+	}()
+	brokertest.WaitFor(t, "both callers to wait for tenant0's first token", func() bool {
+		return h.requests(0) == 1 && h.status("tenant0").CacheMisses == 2
+	})
+	h.w.Tenants[0].Extra = nil
+	h.mustReload()
+	for what, c := range map[string]<-chan error{"GetToken": getc, "WatchToken": watchc} {
+		err := recv(t, c, what+"'s answer")
+		wantKind(t, what, err, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
+		if !broker.IsNotAllowed(err) {
+			t.Errorf("%s: %v is not marked as an allow-list denial", what, err)
+		}
+	}
+	if tok, err := h.get("tenant0", 0); err != nil || tok == nil {
+		t.Errorf("the daemon's own call: %v, %v", tok, err)
+	}
+}
+
+// A credential change that waited for its turn while a reload replaced
+// its app is refused: the app's tenants, which would verify it, are gone,
+// and nothing is stored.
+func TestReloadDuringCredentialChangeWait(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, nil, 1, broker.Options{KeystoreTimeout: 10 * time.Second})
+	h.b.Start()
+	h.advance(time.Second)
+	release := h.store.HoldSets()
+	defer release()
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: h.w.App, Kind: keystore.KindSecret,
+			Value: keystore.NewSecret(h.w.Secret), NoVerify: true})
+		first <- err
+	}()
+	brokertest.WaitFor(t, "the first change to write", func() bool { return h.store.Sets() == 2 })
+	go func() {
+		_, _, err := h.b.SetCredential(context.Background(), broker.SetRequest{App: h.w.App, Kind: keystore.KindSecret,
+			Value: keystore.NewSecret("wrong-secret-Q~abcdefghijklmnopqrstuvwxyz0123")})
+		second <- err
+	}()
+	brokertest.WaitFor(t, "the second change to wait for its turn", func() bool {
+		for _, g := range brokertest.Goroutines("github.com/tokenbroker/tokenbroker/broker_test") {
+			if strings.Contains(g, "broker.(*Broker).beginChange") && strings.Contains(g, "TestReloadDuringCredentialChangeWait") {
+				return true
+			}
+		}
+		return false
+	})
+	h.w.Apps[0].Extra = []string{`allowed_scopes = ["` + graphScope + `"]`}
+	h.mustReload()
+	release()
+	if err := recv(t, first, "the first change's answer"); err != nil {
+		t.Errorf("the first change: %v", err)
+	}
+	wantKind(t, "the second change", recv(t, second, "the second change's answer"), broker.KindUnavailable, "was changed or removed by a reload")
+	if got := h.store.Sets(); got != 2 {
+		t.Errorf("%d keystore writes, want the first change's only", got-1)
+	}
+	if got := brokertest.StoredSecret(h.store, h.w.ClientID); got != h.w.Secret {
+		t.Error("the keystore holds another secret than the first change's")
 	}
 }
 

@@ -76,8 +76,7 @@ func (b *Broker) addEntry(t *tenant, scopes []string) (*entry, *Error) {
 // entryLocked is addEntry with mu held.
 func (b *Broker) entryLocked(t *tenant, scopes []string) (*entry, *Error) {
 	if t.removed {
-		return nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
-			"tenant %s was removed or replaced by a reload of brokerd's configuration while this call was in progress; ask again", t.name)}
+		return nil, errTenantRemoved(t)
 	}
 	key := strings.Join(scopes, " ")
 	kept := *t.entries.Load()
@@ -135,4 +134,11 @@ func (b *Broker) dropLocked(e *entry) {
 	next := maps.Clone(*t.entries.Load())
 	delete(next, strings.Join(e.scopes, " "))
 	t.entries.Store(&next)
+}
+
+// errTenantRemoved is the error of a call about tenant t that a reload
+// removed (or replaced) while the call was in progress.
+func errTenantRemoved(t *tenant) *Error {
+	return &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+		"tenant %s was removed or replaced by a reload of brokerd's configuration while this call was in progress; ask again", t.name)}
 }

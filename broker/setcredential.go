@@ -206,7 +206,9 @@ func (b *Broker) appTenant(a *app, name string) (*tenant, error) {
 
 // beginChange starts a change of a's credential: it counts the call in
 // wg (Close waits for it), derives a context Close cancels, and waits for
-// a's turn (app.setting). done ends all three.
+// a's turn (app.setting). done ends all three. An app a reload replaced
+// while the call waited is refused: its tenants, and so what would verify
+// the credential, are gone.
 func (b *Broker) beginChange(ctx context.Context, a *app) (context.Context, func(), error) {
 	if err := b.enter(); err != nil {
 		return nil, nil, err
@@ -220,6 +222,15 @@ func (b *Broker) beginChange(ctx context.Context, a *app) (context.Context, func
 	}
 	select {
 	case a.setting <- struct{}{}:
+		b.mu.Lock()
+		removed := a.removed
+		b.mu.Unlock()
+		if removed {
+			<-a.setting
+			end()
+			return nil, nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+				"app %s was changed or removed by a reload of brokerd's configuration while this call waited; nothing was stored; run the command again", a.name)}
+		}
 		return ctx, func() { <-a.setting; end() }, nil
 	case <-ctx.Done():
 		end()
@@ -270,6 +281,15 @@ func (b *Broker) noteStoreError(a *app, e *Error) *Error {
 // vouch (not consented, deleted) are skipped, unless only names one.
 func (b *Broker) verify(ctx context.Context, a *app, h *held, only *tenant) (string, error) {
 	tenants := b.tenantsOf(a)
+	if len(tenants) == 0 {
+		b.mu.Lock()
+		removed := a.removed
+		b.mu.Unlock()
+		if removed {
+			return "", &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+				"the new credential of app %s was not stored: a reload of brokerd's configuration changed or removed the app; run the command again", a.name)}
+		}
+	}
 	tenants = tenants[:min(len(tenants), verifyTenants)]
 	if only != nil {
 		tenants = []*tenant{only}

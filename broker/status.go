@@ -44,11 +44,20 @@ type TenantStatus struct {
 
 // ListTenants reports every configured tenant, sorted by name. It holds
 // the broker's lock for one tenant at a time, never across I/O.
-func (b *Broker) ListTenants() []TenantStatus {
+func (b *Broker) ListTenants() []TenantStatus { return b.ListTenantsFor(nil) }
+
+// ListTenantsFor is ListTenants of the tenants c may get tokens for, all
+// when c is nil: the tenants and their allow lists of one configuration.
+func (b *Broker) ListTenantsFor(c *Caller) []TenantStatus {
 	w := b.world()
 	out := make([]TenantStatus, 0, len(w.tenants))
 	now := b.clock.Now()
 	for _, t := range w.tenants {
+		if c != nil {
+			if ok, _ := t.access.Load().Allows(*c); !ok {
+				continue
+			}
+		}
 		s := TenantStatus{Name: t.name, TenantID: t.id, App: t.app.name}
 		e := t.def
 		b.mu.Lock()

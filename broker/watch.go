@@ -50,6 +50,9 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if err := stillAllowed(e.t, req); err != nil {
+		return err // a reload narrowed the allow list during the wait
+	}
 	var berr *Error
 	switch {
 	case gerr == nil:
@@ -71,12 +74,17 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		if now := b.world(); now != w {
 			w = now
 			if e, _, err = b.lookupEntryIn(w, again); err != nil {
+				if b.world() != w {
+					continue // another reload overtook this one
+				}
 				return err
 			}
 		}
 		b.mu.Lock()
-		if e.t.removed {
-			// Removed by a reload this watch has not looked at yet.
+		if b.world() != w {
+			// A reload published since: Reload does that under mu, so
+			// whatever is read below is of the world this watch looked
+			// its request up in.
 			b.mu.Unlock()
 			continue
 		}
@@ -88,9 +96,12 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 				b.mu.Unlock()
 				return aerr
 			}
-			if e.tok.Load() == nil && e.flight == nil && !b.closed {
-				b.startFlightLocked(e, false) // as a caller's waitFresh would
-			}
+		}
+		if e.tok.Load() == nil && e.flight == nil && e.task.index < 0 && !e.parked && !b.closed {
+			// Nothing will bring it a token by itself: an extra scope
+			// set kept again, or one a reload made anew (of a replaced
+			// tenant). Acquire it as a caller's waitFresh would.
+			b.startFlightLocked(e, false)
 		}
 		tok, fl := e.tok.Load(), e.currentFailure()
 		if firstErr {
@@ -104,6 +115,8 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		b.mu.Unlock()
 
 		switch {
+		case (tok != nil && tok != sent || fl != nil && fl != reported) && stillAllowed(e.t, req) != nil:
+			return stillAllowed(e.t, req)
 		case tok != nil && tok != sent && tok.ExpiresAt.After(b.clock.Now()):
 			sent, reported = tok, nil
 			err = send(tok, nil)

@@ -150,6 +150,7 @@ func (s *service) GetToken(ctx context.Context, req *brokerv1.GetTokenRequest) (
 	}
 	tok, err := s.b.GetToken(ctx, broker.TokenRequest{Tenant: req.GetTenant(), Scopes: req.GetScopes(), MinValid: minValid, Caller: callerOf(ctx)})
 	if err != nil {
+		s.auditReloadDenial(ctx, "GetToken", req.GetTenant(), err)
 		return nil, toStatus(err)
 	}
 	// Built once per token, not per call; gRPC only reads it.
@@ -192,12 +193,9 @@ func tokenResponse(tok *broker.Token) any {
 
 func (s *service) ListTenants(ctx context.Context, _ *brokerv1.ListTenantsRequest) (*brokerv1.ListTenantsResponse, error) {
 	p := peerOf(ctx)
-	list := s.b.ListTenants()
+	list := s.b.ListTenantsFor(&p.Caller)
 	resp := &brokerv1.ListTenantsResponse{Tenants: make([]*brokerv1.TenantStatus, 0, len(list))}
 	for _, t := range list {
-		if _, allowed, _ := s.b.Authorize(p.Caller, t.Name); !allowed {
-			continue
-		}
 		resp.Tenants = append(resp.Tenants, &brokerv1.TenantStatus{
 			Name:        t.Name,
 			TenantId:    t.TenantID,
@@ -295,4 +293,17 @@ func toStatus(err error) error {
 		return status.Error(code, be.Msg)
 	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+// auditReloadDenial audits, like any denial, a call the broker refused
+// because a reload took its caller off the tenant's allow list after the
+// authorizer allowed it. tenant passed Limits.CheckTokenRequest.
+func (s *service) auditReloadDenial(ctx context.Context, rpc, tenant string, err error) {
+	if !broker.IsNotAllowed(err) {
+		return
+	}
+	if p := peerOf(ctx); p != nil {
+		s.az.log(rpc, tenant, p, false, "not on the tenant's allow list since a configuration reload")
+		s.az.observeDenial(ctx, status.Error(codes.PermissionDenied, ""))
+	}
 }

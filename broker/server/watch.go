@@ -43,13 +43,6 @@ func (s *service) WatchToken(req *brokerv1.WatchTokenRequest, stream grpc.Server
 	if _, ok := status.FromError(err); ok {
 		return err // a failed Send: the stream is gone
 	}
-	if be := (*broker.Error)(nil); errors.As(err, &be) && be.Kind == broker.KindPermissionDenied {
-		// The tenant's allow list, as a reload changed it, no longer
-		// has the caller: audited like any denial.
-		if p := peerOf(stream.Context()); p != nil {
-			s.az.log("WatchToken", req.GetTenant(), p, false, "the caller is no longer allowed after a configuration reload")
-			s.az.observeDenial(stream.Context(), status.Error(codes.PermissionDenied, ""))
-		}
-	}
+	s.auditReloadDenial(stream.Context(), "WatchToken", req.GetTenant(), err)
 	return toStatus(err)
 }
