@@ -3,12 +3,14 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -154,11 +156,32 @@ func (c *Config) Tenants() []TenantConfig {
 	return tenants
 }
 
-// LoadConfig reads and validates the configuration file at path.
+// MaxConfigBytes bounds a configuration file: ten thousand tenants take
+// about two megabytes.
+const MaxConfigBytes = 16 << 20
+
+// LoadConfig reads and validates the configuration file at path: a
+// regular file (a FIFO or a device is refused, not waited on) of at most
+// MaxConfigBytes.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("config: %w", err)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("config: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("config: %w", err)
+	case len(data) > MaxConfigBytes:
+		return nil, fmt.Errorf("config: %s is larger than %d MiB", path, MaxConfigBytes>>20)
 	}
 	return ParseConfig(path, data)
 }

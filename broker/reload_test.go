@@ -238,11 +238,13 @@ func TestReloadRemovesTenantInFlight(t *testing.T) {
 }
 
 // A watch looks its request up again after a reload: it follows a tenant
-// replaced under its name, ends with PERMISSION_DENIED once its caller is
-// no longer allowed, and with the refusal once its tenant is removed.
+// replaced with the same id (its app changed), ends with UNAVAILABLE when
+// its name now names another directory, with PERMISSION_DENIED once its
+// caller is no longer allowed, and with the refusal once its tenant is
+// removed.
 func TestReloadWatch(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil, 3)
+	h := newHarness(t, nil, 4)
 	for i := range h.w.Tenants {
 		h.w.Tenants[i].Extra = []string{"allow_uids = [4242]"}
 	}
@@ -272,11 +274,14 @@ func TestReloadWatch(t *testing.T) {
 	_, end1 := watch("tenant1")
 	ev2, end2 := watch("tenant2")
 	evGraph, endGraph := watch("tenant2", graphScope)
+	_, end3 := watch("tenant3.onmicrosoft.com")
 
 	h.w.Tenants[0].Extra = nil // tenant0: top-level list, uid 4242 no longer
 	removeTenant(h.w, "tenant1")
-	h.w.Tenants[1].ID = brokertest.TenantID(12) // tenant2: another id
-	h.w.IdP.AddTenant(entratest.Tenant{ID: brokertest.TenantID(12), ConsentedApps: []string{h.w.ClientID}})
+	// Every tenant's app changes: tenant2 is replaced, with the same id.
+	h.w.Apps[0].Extra = append(h.w.Apps[0].Extra, `required_roles = ["Machine.Read.All"]`)
+	h.w.Tenants[2].ID = brokertest.TenantID(13) // tenant3 (and its domain): another directory
+	h.w.IdP.AddTenant(entratest.Tenant{ID: brokertest.TenantID(13), ConsentedApps: []string{h.w.ClientID}})
 	h.mustReload()
 	h.advance(time.Second)
 
@@ -287,13 +292,15 @@ func TestReloadWatch(t *testing.T) {
 		t.Errorf("tenant0's watch sent %v after the reload", ev)
 	default:
 	}
-	if ev := recv(t, ev2, "tenant2's next token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) {
-		t.Errorf("tenant2's watch after the reload: %+v; want the new id's token", ev)
+	wantKind(t, "tenant3's watch", recv(t, end3, "tenant3's watch to end"), broker.KindUnavailable,
+		`"tenant3.onmicrosoft.com" names another tenant (id `+brokertest.TenantID(13)+", was "+brokertest.TenantID(3)+")")
+	if ev := recv(t, ev2, "tenant2's next token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(2) {
+		t.Errorf("tenant2's watch after the reload: %+v; want a new token of the same tenant", ev)
 	}
 	// The extra scope set of the replaced tenant is acquired for its
 	// watch, though no schedule of the new tenant names it.
-	if ev := recv(t, evGraph, "tenant2's next graph token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(12) || !slices.Equal(ev.tok.Scopes, []string{graphScope}) {
-		t.Errorf("tenant2's graph watch after the reload: %+v; want the new id's graph token", ev)
+	if ev := recv(t, evGraph, "tenant2's next graph token"); ev.tok == nil || ev.tok.TenantID != brokertest.TenantID(2) || !slices.Equal(ev.tok.Scopes, []string{graphScope}) {
+		t.Errorf("tenant2's graph watch after the reload: %+v; want a new graph token", ev)
 	}
 	for what, end := range map[string]<-chan error{"tenant2's watch": end2, "tenant2's graph watch": endGraph} {
 		select {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -23,10 +24,11 @@ import (
 // extra scope set counts as used, so it is kept while it is watched.
 //
 // After a reload the request is looked up again in the new configuration:
-// a tenant replaced (another id or app) is followed by its name, and a
-// request the new configuration refuses (the tenant removed, the caller
-// no longer on its allow list, the scope no longer allowed) ends the watch
-// with that refusal.
+// a tenant replaced with the same id (its app changed) is followed; a
+// name that now names another directory (another id) ends the watch
+// (KindUnavailable: watch again), and so does a request the new
+// configuration refuses (the tenant removed, the caller no longer on its
+// allow list, the scope no longer allowed), with that refusal.
 //
 // WatchToken returns when ctx is done (ctx's error), when send fails
 // (send's error), when the broker closes (KindUnavailable), at once
@@ -39,6 +41,7 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	if err != nil {
 		return err
 	}
+	id := e.t.id // the directory whose tokens this watch sends
 	if e != e.t.def {
 		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
@@ -78,6 +81,12 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 					continue // another reload overtook this one
 				}
 				return err
+			}
+			if e.t.id != id {
+				// A consumer keyed by the name must not be fed another
+				// customer's tokens without a break.
+				return &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
+					"%+q names another tenant (id %s, was %s) since a reload of brokerd's configuration; watch again", req.Tenant, e.t.id, id)}
 			}
 		}
 		b.mu.Lock()

@@ -62,6 +62,10 @@ func (c *cli) reload() error {
 	return err
 }
 
+// maxReloadNames bounds the tenants reload names per line; brokerctl
+// tenants lists them all.
+const maxReloadNames = 20
+
 // reloadSummary is what brokerctl reload prints.
 func reloadSummary(r *brokerv1.ReloadResponse) string {
 	var b strings.Builder
@@ -71,8 +75,12 @@ func reloadSummary(r *brokerv1.ReloadResponse) string {
 		what  string
 		names []string
 	}{{"added", r.GetAddedTenants()}, {"removed", r.GetRemovedTenants()}} {
-		if len(list.names) > 0 {
-			fmt.Fprintf(&b, "%s: %s\n", list.what, oneLine(strings.Join(list.names, ", ")))
+		if n := len(list.names); n > 0 {
+			more := ""
+			if n > maxReloadNames {
+				list.names, more = list.names[:maxReloadNames], fmt.Sprintf(" and %d more", n-maxReloadNames)
+			}
+			fmt.Fprintf(&b, "%s: %s%s\n", list.what, oneLine(strings.Join(list.names, ", ")), more)
 		}
 	}
 	return b.String()

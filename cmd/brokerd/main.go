@@ -149,6 +149,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printDevBanner(stdout, path, err != nil || def != path, cfg.AuthorityHost(), devCerts)
 	}
 
+	// SIGHUP reloads off this loop, so that SIGTERM is acted on whatever a
+	// reload does; signals that come during a reload make one more.
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reloads:
+				log.Info("SIGHUP: reloading the configuration", "config", configPath)
+				_, _, _ = rl.reload(ctx) // logged by reload
+			}
+		}
+	}()
 	for done := false; !done; {
 		select {
 		case err := <-served:
@@ -158,8 +172,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				log.Warn("SIGHUP ignored: brokerd --dev has no configuration file to reload")
 				continue
 			}
-			log.Info("SIGHUP: reloading the configuration", "config", configPath)
-			_, _, _ = rl.reload(ctx) // logged by reload
+			select {
+			case reloads <- struct{}{}:
+			default: // one is due already
+			}
 		case <-ctx.Done():
 			done = true
 		}
@@ -256,14 +272,17 @@ func loadConfig(path string) (*broker.Config, error) {
 // brokerd's own user could change, or could have replaced: it chooses the
 // authority host the client secret is sent to. The file and every directory
 // above it are checked as OpenSSH checks authorized_keys (pathtrust). A
-// missing file is left for LoadConfig to report.
+// missing file, or directory, is an error too: one that appears after the
+// check could be anyone's.
 func checkConfigTrust(path string) error {
 	euid := uint32(os.Geteuid())
 	_, err := pathtrust.File(path, pathtrust.Policy{Trusted: []uint32{euid}, PrivateTarget: true})
 	var pe *pathtrust.Error
 	switch {
-	case err == nil, errors.Is(err, os.ErrNotExist):
+	case err == nil:
 		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("config: no configuration file at %s: %w", path, err)
 	case errors.As(err, &pe):
 		who := "root"
 		if euid != 0 {

@@ -244,6 +244,25 @@ func TestReloadRefused(t *testing.T) {
 	if err := os.Chmod(w.config, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Gone: an error, not a pass of the check (a file that appears after
+	// it could be anyone's).
+	if err := os.Rename(w.config, w.config+".away"); err != nil {
+		t.Fatal(err)
+	}
+	s.ctl("", "reload").wantExit(t, 2, "brokerctl: InvalidArgument: ", "no configuration file at "+w.config)
+	stillServing("brokerctl reload with the configuration file gone")
+	// A FIFO is refused at once, not waited on.
+	if err := syscall.Mkfifo(w.config, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.ctl("", "reload").wantExit(t, 2, "brokerctl: InvalidArgument: ", w.config+" is not a regular file")
+	stillServing("brokerctl reload of a FIFO")
+	if err := os.Remove(w.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(w.config+".away", w.config); err != nil {
+		t.Fatal(err)
+	}
 	if n := w.idp.TotalTokenRequests(); n != asked {
 		t.Errorf("%d token requests during refused reloads, want none", n-asked)
 	}
