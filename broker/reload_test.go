@@ -362,15 +362,21 @@ func TestReloadNarrowsWaitingCaller(t *testing.T) {
 	}
 }
 
+// newHeldWrites is a started broker of one tenant, fetched, whose keystore
+// holds every write until release is called.
+func newHeldWrites(t *testing.T) (*harness, func()) {
+	h := newHarnessWith(t, nil, 1, broker.Options{KeystoreTimeout: 10 * time.Second})
+	h.b.Start()
+	h.advance(time.Second)
+	return h, h.store.HoldSets()
+}
+
 // A credential change that waited for its turn while a reload replaced
 // its app is refused: the app's tenants, which would verify it, are gone,
 // and nothing is stored.
 func TestReloadDuringCredentialChangeWait(t *testing.T) {
 	t.Parallel()
-	h := newHarnessWith(t, nil, 1, broker.Options{KeystoreTimeout: 10 * time.Second})
-	h.b.Start()
-	h.advance(time.Second)
-	release := h.store.HoldSets()
+	h, release := newHeldWrites(t)
 	defer release()
 	first, second := make(chan error, 1), make(chan error, 1)
 	go func() {
@@ -412,10 +418,7 @@ func TestReloadDuringCredentialChangeWait(t *testing.T) {
 // instead of going on with what it read before.
 func TestReloadDuringSetCredential(t *testing.T) {
 	t.Parallel()
-	h := newHarnessWith(t, nil, 1, broker.Options{KeystoreTimeout: 10 * time.Second})
-	h.b.Start()
-	h.advance(time.Second)
-	release := h.store.HoldSets()
+	h, release := newHeldWrites(t)
 	defer release()
 	const rotated = "rotated-secret-Q~abcdefghijklmnopqrstuvwxyz0123"
 	setc := make(chan error, 1)
