@@ -160,6 +160,12 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 		f.stale = true
 		if e.flight == f {
 			e.flight = nil
+			if e.task.index < 0 && !e.parked {
+				// Nothing scheduled it after the credential changed (a
+				// delete does not): it goes on with the app's credential,
+				// or waits for one, as the run loop decides.
+				b.scheduleLocked(&e.task, now)
+			}
 		}
 		logMsg = "result of an acquisition with a replaced credential dropped"
 		logArgs = []any{"tenant", e.t.name}

@@ -445,13 +445,10 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
 	tok, err := b.getFrom(ctx, e, minValid)
-	if err != nil {
-		return nil, err
+	if aerr := stillAllowed(e.t, req); aerr != nil {
+		return nil, aerr // neither the token nor the error of the wait
 	}
-	if err := stillAllowed(e.t, req); err != nil {
-		return nil, err
-	}
-	return tok, nil
+	return tok, err
 }
 
 // lookupEntry checks a request as GetToken describes and returns the entry

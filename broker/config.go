@@ -164,7 +164,7 @@ const MaxConfigBytes = 16 << 20
 // regular file (a FIFO or a device is refused, not waited on) of at most
 // MaxConfigBytes.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

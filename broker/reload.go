@@ -168,7 +168,8 @@ func (b *Broker) Reload(cfg *Config) (ReloadSummary, error) {
 	b.w.Store(w)
 	for _, t := range ch.removed {
 		t.removed = true
-		t.cancel() // ends its flights' keystore and Entra ID waits
+		t.access.Store(&Access{Source: "a tenant removed by a reload"}) // admins only
+		t.cancel()                                                      // ends its flights' keystore and Entra ID waits
 		for _, e := range *t.entries.Load() {
 			b.unqueueLocked(&e.task)
 			e.dropped, e.parked = true, false

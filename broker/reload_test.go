@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,39 +327,44 @@ func recv[T any](t *testing.T, c <-chan T, what string) T {
 }
 
 // A caller waiting for a token when a reload takes it off the tenant's
-// allow list gets the denial, not the token: a GetToken, and a watch's
-// first event.
+// allow list gets the denial, neither the token nor the error of the
+// acquisition it waited for: a GetToken, and a watch's first event.
 func TestReloadNarrowsWaitingCaller(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil, 1)
-	h.w.Tenants[0].Extra = []string{"allow_uids = [4242]"}
-	h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
-	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: time.Second, Times: 1})
-	caller := broker.Caller{UID: 4242, GID: 4242}
-	getc, watchc := make(chan error, 1), make(chan error, 1)
-	go func() {
-		_, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller})
-		getc <- err
-	}()
-	go func() {
-		watchc <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
-			return fmt.Errorf("sent %v, %v", tok, err)
+	for name, fault := range map[string]entratest.Fault{
+		"token": {Delay: time.Second, Times: 1},
+		"error": {Delay: time.Second, Times: 1, Status: 500},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil, 1)
+			h.w.Tenants[0].Extra = []string{"allow_uids = [4242]"}
+			h.b = h.w.NewBroker(t, broker.Options{Store: h.store, Clock: h.clk, Logger: brokertest.DebugLogger(h.logs)})
+			h.w.IdP.SetFault(brokertest.TenantID(0), &fault)
+			caller := broker.Caller{UID: 4242, GID: 4242}
+			getc, watchc := make(chan error, 1), make(chan error, 1)
+			go func() {
+				_, err := h.b.GetToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller})
+				getc <- err
+			}()
+			go func() {
+				watchc <- h.b.WatchToken(context.Background(), broker.TokenRequest{Tenant: "tenant0", Caller: &caller}, func(tok *broker.Token, err *broker.Error) error {
+					return fmt.Errorf("sent %v, %v", tok, err)
+				})
+			}()
+			brokertest.WaitFor(t, "both callers to wait for tenant0's first token", func() bool {
+				return h.requests(0) == 1 && h.status("tenant0").CacheMisses == 2
+			})
+			h.w.Tenants[0].Extra = nil
+			h.mustReload()
+			for what, c := range map[string]<-chan error{"GetToken": getc, "WatchToken": watchc} {
+				err := recv(t, c, what+"'s answer")
+				wantKind(t, what, err, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
+				if !broker.IsNotAllowed(err) {
+					t.Errorf("%s: %v is not marked as an allow-list denial", what, err)
+				}
+			}
 		})
-	}()
-	brokertest.WaitFor(t, "both callers to wait for tenant0's first token", func() bool {
-		return h.requests(0) == 1 && h.status("tenant0").CacheMisses == 2
-	})
-	h.w.Tenants[0].Extra = nil
-	h.mustReload()
-	for what, c := range map[string]<-chan error{"GetToken": getc, "WatchToken": watchc} {
-		err := recv(t, c, what+"'s answer")
-		wantKind(t, what, err, broker.KindPermissionDenied, `uid 4242 may not get tokens for tenant "tenant0"`)
-		if !broker.IsNotAllowed(err) {
-			t.Errorf("%s: %v is not marked as an allow-list denial", what, err)
-		}
-	}
-	if tok, err := h.get("tenant0", 0); err != nil || tok == nil {
-		t.Errorf("the daemon's own call: %v, %v", tok, err)
 	}
 }
 
@@ -448,5 +454,76 @@ func TestReloadDuringSetCredential(t *testing.T) {
 	wantState(t, h.status("tenant0"), broker.StateReady)
 	if tok, err := h.get("tenant0", 0); err != nil {
 		t.Errorf("tenant0 after the rotation: %v, %v", tok, err)
+	}
+}
+
+// heldDeletes is a Store whose Delete calls wait until release is closed.
+type heldDeletes struct {
+	*brokertest.Store
+	started atomic.Int32
+	release chan struct{}
+}
+
+func (s *heldDeletes) Delete(ctx context.Context, account string) error {
+	s.started.Add(1)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Store.Delete(ctx, account)
+}
+
+// A credential deleted while a reload replaces its app is forgotten by
+// the app that replaced it too, though that app read it before the delete
+// landed: no token is asked for with it again.
+func TestReloadDuringDeleteCredential(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	store := &heldDeletes{Store: w.Store(t), release: make(chan struct{})}
+	h := newHarnessWith(t, w, 0, broker.Options{Store: store, KeystoreTimeout: 10 * time.Second})
+	h.b.Start()
+	h.advance(time.Second)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := h.b.DeleteCredential(context.Background(), w.App)
+		deleted <- err
+	}()
+	brokertest.WaitFor(t, "the delete to reach the keystore", func() bool { return store.started.Load() == 1 })
+	w.Apps[0].Extra = []string{`allowed_scopes = ["` + graphScope + `"]`}
+	h.mustReload()
+	h.advance(time.Second) // the new app reads the credential the delete has not removed yet
+	if h.requests(0) != 2 {
+		t.Fatalf("tenant0: %d token requests, want 2", h.requests(0))
+	}
+	close(store.release)
+	if err := recv(t, deleted, "the delete's answer"); err != nil {
+		t.Fatalf("DeleteCredential: %v", err)
+	}
+	h.advance(3 * time.Hour)
+	if got := h.requests(0); got != 2 {
+		t.Errorf("tenant0: %d token requests after the delete, want none", got-2)
+	}
+	wantState(t, h.status("tenant0"), broker.StateNoCredential, "no credential stored for app partner")
+}
+
+// A flight in the air when the credential is deleted lands as stale, and
+// its entry then waits for a credential like the others, instead of
+// being left with nothing scheduled.
+func TestDeleteCredentialDuringFlight(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	h.b.Start()
+	h.advance(time.Second)
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: time.Second, Times: 1})
+	h.clk.Set(h.status("tenant0").NextRefresh)
+	h.nudge("the refresh to reach Entra ID", func() bool { return h.requests(0) == 2 })
+	if _, err := h.b.DeleteCredential(context.Background(), h.w.App); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(2 * time.Hour)
+	wantState(t, h.status("tenant0"), broker.StateNoCredential, "no credential stored for app partner")
+	if got := h.requests(0); got != 2 {
+		t.Errorf("tenant0: %d token requests after the delete, want none", got-2)
 	}
 }

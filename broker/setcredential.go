@@ -229,7 +229,7 @@ func (b *Broker) beginChange(ctx context.Context, a *app) (context.Context, func
 			<-a.setting
 			end()
 			return nil, nil, &Error{Kind: KindUnavailable, Transient: true, Msg: fmt.Sprintf(
-				"app %s was changed or removed by a reload of brokerd's configuration while this call waited; nothing was stored; run the command again", a.name)}
+				"app %s was changed or removed by a reload of brokerd's configuration while this call waited; the keystore was not touched; run the command again", a.name)}
 		}
 		return ctx, func() { <-a.setting; end() }, nil
 	case <-ctx.Done():
@@ -418,18 +418,33 @@ func (b *Broker) DeleteCredential(ctx context.Context, appName string) (Credenti
 	}
 	b.mu.Lock()
 	had := a.cred != nil
-	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt, a.storeErr = nil, nil, 0, false, time.Time{}, ""
-	a.rereadUntil, a.rereads = time.Time{}, 0
-	a.gen++
-	b.unqueueLocked(&a.task)
-	replaced := a.removed
-	b.mu.Unlock()
-	if replaced {
-		b.credentialChanged(a.clientID) // as in SetCredential
+	b.forgetCredentialLocked(a)
+	if a.removed {
+		// A reload replaced the app during the delete: the app that
+		// replaced it may have read the credential meanwhile. It forgets
+		// it too (a read again would keep it: a failed read keeps what
+		// an app has).
+		for _, x := range b.world().apps {
+			if x.clientID == a.clientID && x.assertionFile == "" {
+				b.forgetCredentialLocked(x)
+			}
+		}
 	}
+	b.mu.Unlock()
 	if err != nil && !had {
 		return CredentialInfo{}, errorf(KindNotFound, "no credential of app %s is stored in the %s keystore", a.name, b.store.Name())
 	}
 	b.log.Info("credential deleted", "app", a.name, "keystore", b.store.Name(), "kind", info.Kind)
 	return info, nil
+}
+
+// forgetCredentialLocked makes a hold no credential, as after a delete:
+// a new generation, and no keystore read scheduled. Flights with the old
+// credential land as stale and their entries wait for a credential. mu
+// is held.
+func (b *Broker) forgetCredentialLocked(a *app) {
+	a.cred, a.loadErr, a.loadFailures, a.credWarned, a.expiryWarnedAt, a.storeErr = nil, nil, 0, false, time.Time{}, ""
+	a.rereadUntil, a.rereads = time.Time{}, 0
+	a.gen++
+	b.unqueueLocked(&a.task)
 }

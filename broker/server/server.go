@@ -303,7 +303,7 @@ func (s *service) auditReloadDenial(ctx context.Context, rpc, tenant string, err
 		return
 	}
 	if p := peerOf(ctx); p != nil {
-		s.az.log(rpc, tenant, p, false, "not on the tenant's allow list since a configuration reload")
+		s.az.log(rpc, tenant, p, false, "not allowed since a configuration reload (the allow list changed, or the tenant was removed)")
 		s.az.observeDenial(ctx, status.Error(codes.PermissionDenied, ""))
 	}
 }

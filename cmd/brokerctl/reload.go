@@ -62,8 +62,8 @@ func (c *cli) reload() error {
 	return err
 }
 
-// maxReloadNames bounds the tenants reload names per line; brokerctl
-// tenants lists them all.
+// maxReloadNames bounds the tenants reload names per line; brokerd logs
+// the first of them too, and brokerctl tenants lists those configured.
 const maxReloadNames = 20
 
 // reloadSummary is what brokerctl reload prints.

@@ -150,16 +150,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	// SIGHUP reloads off this loop, so that SIGTERM is acted on whatever a
-	// reload does; signals that come during a reload make one more.
+	// reload does; signals that come during a reload make one more. The
+	// reloader ends before the broker closes (defers run last first).
 	reloads := make(chan struct{}, 1)
+	rctx, rcancel := context.WithCancel(ctx)
+	reloaderDone := make(chan struct{})
+	defer func() { rcancel(); <-reloaderDone }()
 	go func() {
+		defer close(reloaderDone)
 		for {
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 				return
 			case <-reloads:
+				if rctx.Err() != nil {
+					return
+				}
 				log.Info("SIGHUP: reloading the configuration", "config", configPath)
-				_, _, _ = rl.reload(ctx) // logged by reload
+				_, _, _ = rl.reload(rctx) // logged by reload
 			}
 		}
 	}()
