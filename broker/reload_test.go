@@ -212,7 +212,7 @@ func TestReloadRefused(t *testing.T) {
 func TestReloadRemovesTenantInFlight(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, 2)
-	h.w.IdP.SetFault(brokertest.TenantID(1), &entratest.Fault{Delay: time.Second, Times: 1})
+	h.w.IdP.SetFault(brokertest.TenantID(1), &entratest.Fault{Delay: 500 * time.Millisecond, Times: 1})
 	h.b.Start()
 	errc := make(chan error, 1)
 	go func() {
@@ -332,8 +332,8 @@ func recv[T any](t *testing.T, c <-chan T, what string) T {
 func TestReloadNarrowsWaitingCaller(t *testing.T) {
 	t.Parallel()
 	for name, fault := range map[string]entratest.Fault{
-		"token": {Delay: time.Second, Times: 1},
-		"error": {Delay: time.Second, Times: 1, Status: 500},
+		"token": {Delay: 500 * time.Millisecond, Times: 1},
+		"error": {Delay: 500 * time.Millisecond, Times: 1, Status: 500},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -515,7 +515,7 @@ func TestDeleteCredentialDuringFlight(t *testing.T) {
 	h := newHarness(t, nil, 1)
 	h.b.Start()
 	h.advance(time.Second)
-	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: time.Second, Times: 1})
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Delay: 500 * time.Millisecond, Times: 1})
 	h.clk.Set(h.status("tenant0").NextRefresh)
 	h.nudge("the refresh to reach Entra ID", func() bool { return h.requests(0) == 2 })
 	if _, err := h.b.DeleteCredential(context.Background(), h.w.App); err != nil {
