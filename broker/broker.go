@@ -437,7 +437,8 @@ type TokenRequest struct {
 // is not replaced for a MinValid it cannot meet (UNAVAILABLE, with the
 // time to retry). None of these refusals keeps or sends anything.
 func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error) {
-	e, minValid, err := b.lookupEntry(req)
+	w := b.world()
+	e, minValid, err := b.lookupEntry(w, req)
 	if err != nil {
 		return nil, err
 	}
@@ -445,20 +446,16 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
 	tok, err := b.getFrom(ctx, e, minValid)
-	if aerr := stillAllowed(e.t, req); aerr != nil {
+	if aerr := b.stillAllowed(w, e.t, req); aerr != nil {
 		return nil, aerr // neither the token nor the error of the wait
 	}
 	return tok, err
 }
 
-// lookupEntry checks a request as GetToken describes and returns the entry
-// it is for, kept from now on, and the least lifetime its token must have.
-func (b *Broker) lookupEntry(req TokenRequest) (*entry, time.Duration, error) {
-	return b.lookupEntryIn(b.world(), req)
-}
-
-// lookupEntryIn is lookupEntry in world w.
-func (b *Broker) lookupEntryIn(w *world, req TokenRequest) (*entry, time.Duration, error) {
+// lookupEntry checks a request in world w as GetToken describes and
+// returns the entry it is for, kept from now on, and the least lifetime
+// its token must have.
+func (b *Broker) lookupEntry(w *world, req TokenRequest) (*entry, time.Duration, error) {
 	if err := w.cfg.limits.CheckTokenRequest(req); err != nil {
 		return nil, 0, err
 	}

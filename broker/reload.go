@@ -149,8 +149,12 @@ func (b *Broker) Reload(cfg *Config) (ReloadSummary, error) {
 	defer b.reloading.Unlock()
 	old := b.world()
 	if keys := fixedChanges(old.cfg, cfg); len(keys) > 0 {
+		them := "them"
+		if len(keys) == 1 {
+			them = "it"
+		}
 		return ReloadSummary{}, errorf(KindFailedPrecondition, "%s cannot change while brokerd runs; restart brokerd to apply %s (the running configuration is unchanged)",
-			strings.Join(keys, ", "), map[bool]string{true: "it", false: "them"}[len(keys) == 1])
+			strings.Join(keys, ", "), them)
 	}
 	w, ch, err := b.nextWorld(old, cfg)
 	if err != nil {
@@ -165,11 +169,13 @@ func (b *Broker) Reload(cfg *Config) (ReloadSummary, error) {
 	for _, u := range ch.access {
 		u.t.access.Store(u.access)
 	}
+	for _, t := range ch.removed {
+		t.access.Store(&Access{Source: "a tenant removed by a reload"}) // admins only
+	}
 	b.w.Store(w)
 	for _, t := range ch.removed {
 		t.removed = true
-		t.access.Store(&Access{Source: "a tenant removed by a reload"}) // admins only
-		t.cancel()                                                      // ends its flights' keystore and Entra ID waits
+		t.cancel() // ends its flights' keystore and Entra ID waits
 		for _, e := range *t.entries.Load() {
 			b.unqueueLocked(&e.task)
 			e.dropped, e.parked = true, false
@@ -283,14 +289,19 @@ func errNotAllowed(c *Caller, name string) *Error {
 // as a reload changed it (TokenRequest.Caller), for the audit log.
 func IsNotAllowed(err error) bool { return errors.Is(err, errNotAllowedCause) }
 
-// stillAllowed checks req's caller against t's allow list as it is now,
-// before a token of t is handed out: a reload may have narrowed it while
-// the call waited.
-func stillAllowed(t *tenant, req TokenRequest) *Error {
-	if c := req.Caller; c != nil {
-		if ok, _ := t.access.Load().Allows(*c); !ok {
-			return errNotAllowed(c, req.Tenant)
-		}
+// stillAllowed checks req's caller against the allow list of t, found in
+// world w, as it is now, before a token of t is handed out: a reload may
+// have narrowed it while the call waited. An allow list changes only with
+// the world (Reload replaces both under mu, the lists first), so while w
+// is current nothing is checked again: on the GetToken path this is one
+// atomic load.
+func (b *Broker) stillAllowed(w *world, t *tenant, req TokenRequest) *Error {
+	c := req.Caller
+	if c == nil || b.world() == w {
+		return nil
+	}
+	if ok, _ := t.access.Load().Allows(*c); !ok {
+		return errNotAllowed(c, req.Tenant)
 	}
 	return nil
 }

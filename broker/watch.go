@@ -37,7 +37,7 @@ import (
 // lock while it waits or sends.
 func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*Token, *Error) error) error {
 	w := b.world()
-	e, minValid, err := b.lookupEntryIn(w, req)
+	e, minValid, err := b.lookupEntry(w, req)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := stillAllowed(e.t, req); err != nil {
+	if err := b.stillAllowed(w, e.t, req); err != nil {
 		return err // a reload narrowed the allow list during the wait
 	}
 	var berr *Error
@@ -76,7 +76,7 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	for {
 		if now := b.world(); now != w {
 			w = now
-			if e, _, err = b.lookupEntryIn(w, again); err != nil {
+			if e, _, err = b.lookupEntry(w, again); err != nil {
 				if b.world() != w {
 					continue // another reload overtook this one
 				}
@@ -123,9 +123,12 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		changed := e.changedLocked()
 		b.mu.Unlock()
 
+		if tok != nil && tok != sent || fl != nil && fl != reported {
+			if err := b.stillAllowed(w, e.t, req); err != nil {
+				return err // a reload since mu was let go
+			}
+		}
 		switch {
-		case (tok != nil && tok != sent || fl != nil && fl != reported) && stillAllowed(e.t, req) != nil:
-			return stillAllowed(e.t, req)
 		case tok != nil && tok != sent && tok.ExpiresAt.After(b.clock.Now()):
 			sent, reported = tok, nil
 			err = send(tok, nil)
