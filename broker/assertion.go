@@ -5,10 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -46,25 +43,17 @@ func readAssertion(path string, now time.Time) (string, *Error) {
 		// Transient: whatever writes the file may write a good one soon.
 		return &Error{Kind: KindFailedPrecondition, Transient: true, Msg: fmt.Sprintf(format, args...)}
 	}
-	// O_NONBLOCK: a FIFO at the path cannot hang the open (and with it the
-	// acquisition and Close); it is refused below as not a regular file.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	// Not waited on: the acquisition, and Close, would wait with it.
+	raw, err := readRegularFile(path, maxAssertionBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return "", bad("the assertion file %s does not exist; check assertion_file and whatever writes the file (a projected service account token, the CI job's OIDC token)", path)
-	}
-	if err != nil {
-		return "", bad("cannot read the assertion file %s: %v", path, unwrapPathError(err))
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	case errors.Is(err, errNotRegular):
 		return "", bad("the assertion file %s is not a regular file", path)
-	}
-	raw, err := io.ReadAll(io.LimitReader(f, maxAssertionBytes+1))
-	if err != nil {
-		return "", bad("cannot read the assertion file %s: %v", path, unwrapPathError(err))
-	}
-	if len(raw) > maxAssertionBytes {
+	case errors.Is(err, errTooLarge):
 		return "", bad("the assertion file %s is larger than %d KiB; it should hold one JWT", path, maxAssertionBytes>>10)
+	case err != nil:
+		return "", bad("cannot read the assertion file %s: %v", path, unwrapPathError(err))
 	}
 	tok := string(bytes.TrimSpace(raw))
 	if tok == "" {

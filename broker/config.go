@@ -164,26 +164,46 @@ const MaxConfigBytes = 16 << 20
 // regular file (a FIFO or a device is refused, not waited on) of at most
 // MaxConfigBytes.
 func LoadConfig(path string) (*Config, error) {
+	data, err := readRegularFile(path, MaxConfigBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, fmt.Errorf("config: %s is larger than %d MiB", path, MaxConfigBytes>>20)
+	case err != nil:
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// The refusals of readRegularFile.
+var (
+	errNotRegular = errors.New("not a regular file")
+	errTooLarge   = errors.New("too large")
+)
+
+// readRegularFile reads the regular file at path, at most max bytes. It
+// opens without blocking, so a FIFO or a device is refused (errNotRegular,
+// naming its type), never waited on; a longer file is errTooLarge.
+func readRegularFile(path string, max int) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("config: %s is not a regular file (%s)", path, fi.Mode().Type())
+		return nil, fmt.Errorf("%s is %w (%s)", path, errNotRegular, fi.Mode().Type())
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("config: %w", err)
-	case len(data) > MaxConfigBytes:
-		return nil, fmt.Errorf("config: %s is larger than %d MiB", path, MaxConfigBytes>>20)
+		return nil, err
+	case len(data) > max:
+		return nil, errTooLarge
 	}
-	return ParseConfig(path, data)
+	return data, nil
 }
 
 // ParseConfig decodes and validates a configuration document: a strict

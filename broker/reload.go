@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -203,10 +202,9 @@ func (b *Broker) Reload(cfg *Config) (ReloadSummary, error) {
 	for _, t := range ch.added {
 		s.Added = append(s.Added, t.name)
 	}
-	for _, t := range ch.removed {
+	for _, t := range ch.removed { // in name order, as the old world's tenants
 		s.Removed = append(s.Removed, t.name)
 	}
-	slices.Sort(s.Removed)
 	b.log.Info("configuration reloaded", "generation", s.Generation, "tenants", len(w.tenants), "added", len(s.Added),
 		"removed", len(s.Removed), "unchanged", s.Unchanged, "added_tenants", firstNames(s.Added), "removed_tenants", firstNames(s.Removed))
 	return s, nil
