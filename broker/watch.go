@@ -117,8 +117,13 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 			// The first event was this failure (or a refusal of the
 			// caller's min_valid): it is not reported twice, and the
 			// token GetToken did not hand out (expired, or short of
-			// min_valid) is not sent after it either.
-			reported, sent, firstErr = fl, tok, false
+			// min_valid) is not sent after it either. A token that
+			// landed since the answer, one GetToken would hand out
+			// now, is sent.
+			reported, firstErr = fl, false
+			if tok != nil && tok.ExpiresAt.Sub(b.clock.Now()) < minValid {
+				sent = tok
+			}
 		}
 		changed := e.changedLocked()
 		b.mu.Unlock()

@@ -180,6 +180,88 @@ func TestWatchStartsWithErrorAndRefusesWhatGetTokenRefuses(t *testing.T) {
 	}
 }
 
+// A token that lands while a watch is still sending its first event, a
+// failure, is sent next: it is not taken for the token GetToken refused.
+func TestWatchSendsATokenThatLandsDuringItsFirstEvent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, 1)
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
+	h.b.Start()
+	h.settle()
+	wantState(t, h.status("tenant0"), broker.StateFailed)
+
+	first, release := make(chan *broker.Error, 1), make(chan struct{})
+	toks, done := make(chan *broker.Token, 8), make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		done <- h.b.WatchToken(ctx, broker.TokenRequest{Tenant: "tenant0"}, func(tok *broker.Token, err *broker.Error) error {
+			if err != nil {
+				first <- err
+				<-release // the consumer is slow to take the first event
+				return nil
+			}
+			toks <- tok
+			return nil
+		})
+	}()
+	select {
+	case err := <-first:
+		if err.Kind != broker.KindUnavailable {
+			t.Fatalf("first event %v, want the UNAVAILABLE failure", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first event from the watch")
+	}
+	h.w.IdP.SetFault(brokertest.TenantID(0), nil)
+	h.runUntil(h.status("tenant0").NextRefresh)
+	wantState(t, h.status("tenant0"), broker.StateReady)
+	close(release)
+	select {
+	case tok := <-toks:
+		if tok.TenantID != brokertest.TenantID(0) || !tok.ExpiresAt.After(h.clk.Now()) {
+			t.Errorf("token for tenant %s expiring %s", tok.TenantID, tok.ExpiresAt)
+		}
+	case err := <-done:
+		t.Fatalf("the watch ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the token that landed during the first event was never sent")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("watch ended with %v, want context.Canceled", err)
+	}
+}
+
+// A watch whose first event refuses the caller's min_valid does not send
+// the token it refused after that event; the next token it sends is the
+// refresh's. Tokens last 80 s; at 45 s the token has 35 s left and is too
+// young to be replaced for a min_valid of 40 s.
+func TestWatchDoesNotSendTheTokenItsFirstEventRefused(t *testing.T) {
+	t.Parallel()
+	w := brokertest.NewWorld(t, 1)
+	w.IdP.SetLifetime(80 * time.Second)
+	h := newHarness(t, w, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
+	h.b.Start()
+	h.settle()
+	h.advance(45 * time.Second)
+	held, err := h.get("tenant0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wt := h.watch(broker.TokenRequest{Tenant: "tenant0", MinValid: 40 * time.Second})
+	if ev := wt.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable || !strings.Contains(ev.err.Msg, "reacquire_interval") {
+		t.Fatalf("first event %+v, want the refusal of min_valid 40s", ev)
+	}
+	h.runUntil(h.status("tenant0").NextRefresh)
+	if tok := wt.nextToken(); tok.AccessToken == held.AccessToken || !tok.ExpiresAt.After(held.ExpiresAt) {
+		t.Errorf("the watch sent the token its first event refused (expiring %s); want the refresh's", tok.ExpiresAt)
+	}
+	wt.cancel()
+	wt.end()
+}
+
 // A watched extra scope set counts as used: it is refreshed, and each of
 // its tokens sent, for as long as it is watched, never dropped as unused.
 func TestWatchKeepsItsScopeSet(t *testing.T) {
