@@ -30,7 +30,17 @@ type flight struct {
 
 	tok   *Token
 	err   *Error
-	stale bool // overtaken by a credential change: its result was not applied
+	fail  *failure // the failure err was recorded as on the entry
+	stale bool     // overtaken by a credential change: its result was not applied
+}
+
+// refusal is what waitFresh saw when it answered with an error: the
+// entry's token it did not hand out and the failure it answered with. A
+// watch whose first event is that error starts from it, so that neither
+// is sent after the error and anything newer is.
+type refusal struct {
+	tok *Token
+	fl  *failure
 }
 
 // errStale is the cause of a flight's error when the credential it was
@@ -56,7 +66,8 @@ func (b *Broker) startFlightLocked(e *entry, background bool) *flight {
 // retry window of a recorded failure gets that failure at once, and one
 // whose minValid alone would replace a young token is refused
 // (reacquireLimitLocked). A dropped entry is looked up again, never flown.
-func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
+// An error answer records in r what it refused.
+func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration, r *refusal) (*Token, error) {
 	for {
 		b.mu.Lock()
 		if b.closed {
@@ -73,17 +84,20 @@ func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration
 			}
 		}
 		now := b.clock.Now()
-		if tok := e.tok.Load(); tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
+		tok := e.tok.Load()
+		if tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
 			b.mu.Unlock()
 			return tok, nil // landed while this caller looked
 		}
 		f := e.flight
 		if f == nil || f.gen != e.t.app.gen {
 			if fl := e.currentFailure(); fl != nil && now.Before(fl.retryAt) {
+				*r = refusal{tok, fl}
 				b.mu.Unlock()
 				return nil, fl.withRetry()
 			}
 			if err := b.reacquireLimitLocked(e, now, minValid); err != nil {
+				*r = refusal{tok, e.currentFailure()}
 				b.mu.Unlock()
 				return nil, err
 			}
@@ -103,9 +117,11 @@ func (b *Broker) waitFresh(ctx context.Context, e *entry, minValid time.Duration
 		case f.stale:
 			continue // the credential changed: wait for the flight that uses the new one
 		case f.err != nil:
+			*r = refusal{tok, f.fail} // a failed flight leaves the token as it was
 			return nil, f.err
 		}
 		if left := f.tok.ExpiresAt.Sub(b.clock.Now()); left < minValid {
+			*r = refusal{f.tok, nil}
 			return nil, errMinValid(e, minValid, left)
 		}
 		return f.tok, nil
@@ -182,6 +198,7 @@ func (b *Broker) land(e *entry, f *flight, tok *Token, err *Error) {
 			b.scheduleLocked(&e.task, at)
 			logLevel = slog.LevelWarn
 		}
+		f.fail = e.failure
 		logMsg = "token acquisition failed"
 		logArgs = []any{"tenant", e.t.name, "scopes", e.scopes, "aadsts", err.AADSTS, "transient", err.Transient,
 			"retry_at", e.failure.retryAt, "error", err.Msg}

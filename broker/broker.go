@@ -445,7 +445,8 @@ func (b *Broker) GetToken(ctx context.Context, req TokenRequest) (*Token, error)
 	if e != e.t.def {
 		e.lastUse.Store(b.clock.Now().UnixNano())
 	}
-	tok, err := b.getFrom(ctx, e, minValid)
+	var r refusal
+	tok, err := b.getFrom(ctx, e, minValid, &r)
 	if aerr := b.stillAllowed(w, e.t, req); aerr != nil {
 		return nil, aerr // neither the token nor the error of the wait
 	}

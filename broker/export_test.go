@@ -37,6 +37,15 @@ func Settle(t testing.TB, b *Broker) time.Time {
 	}
 }
 
+// Watched reports whether a watch of tenant's default scope set waits for
+// its next change.
+func Watched(b *Broker, tenant string) bool {
+	e := b.world().lookup[tenant].def
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return e.changed != nil
+}
+
 // ScopeSets is how many scope sets tenant keeps, its app's included.
 func ScopeSets(b *Broker, tenant string) int {
 	return len(*b.world().lookup[tenant].entries.Load())
@@ -62,7 +71,8 @@ func DropScopeSet(t testing.TB, b *Broker, tenant string, scopes []string) (wait
 	b.dropLocked(e)
 	b.mu.Unlock()
 	wait = func(ctx context.Context, minValid time.Duration) (*Token, error) {
-		return b.waitFresh(ctx, e, minValid)
+		var r refusal
+		return b.waitFresh(ctx, e, minValid, &r)
 	}
 	flew = func() bool {
 		b.mu.Lock()

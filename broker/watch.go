@@ -47,9 +47,9 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	}
 	var sent *Token       // the last token sent
 	var reported *failure // the last failure sent, nil after a token
-	firstErr := false     // the first event was an error
 	// The first event: what GetToken would answer.
-	tok, gerr := b.getFrom(ctx, e, minValid)
+	var r refusal
+	tok, gerr := b.getFrom(ctx, e, minValid, &r)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -62,7 +62,11 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 		sent = tok
 		err = send(tok, nil)
 	case errors.As(gerr, &berr) && !b.closing():
-		firstErr = true
+		// Neither the token GetToken refused (expired, or short of
+		// min_valid) nor the failure it answered with is sent after
+		// this error; a token or failure that lands after the answer
+		// is.
+		sent, reported = r.tok, r.fl
 		err = send(nil, berr)
 	default:
 		return gerr
@@ -113,18 +117,6 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 			b.startFlightLocked(e, false)
 		}
 		tok, fl := e.tok.Load(), e.currentFailure()
-		if firstErr {
-			// The first event was this failure (or a refusal of the
-			// caller's min_valid): it is not reported twice, and the
-			// token GetToken did not hand out (expired, or short of
-			// min_valid) is not sent after it either. A token that
-			// landed since the answer, one GetToken would hand out
-			// now, is sent.
-			reported, firstErr = fl, false
-			if tok != nil && tok.ExpiresAt.Sub(b.clock.Now()) < minValid {
-				sent = tok
-			}
-		}
 		changed := e.changedLocked()
 		b.mu.Unlock()
 
@@ -159,8 +151,9 @@ func (b *Broker) WatchToken(ctx context.Context, req TokenRequest, send func(*To
 	}
 }
 
-// getFrom is GetToken's answer from entry e.
-func (b *Broker) getFrom(ctx context.Context, e *entry, minValid time.Duration) (*Token, error) {
+// getFrom is GetToken's answer from entry e; an error answer records in r
+// what it refused.
+func (b *Broker) getFrom(ctx context.Context, e *entry, minValid time.Duration, r *refusal) (*Token, error) {
 	now := b.clock.Now()
 	tok := e.tok.Load()
 	if tok != nil && tok.ExpiresAt.Sub(now) >= minValid {
@@ -168,7 +161,7 @@ func (b *Broker) getFrom(ctx context.Context, e *entry, minValid time.Duration) 
 		return tok, nil
 	}
 	e.misses.Add(1)
-	return b.waitFresh(ctx, e, minValid)
+	return b.waitFresh(ctx, e, minValid, r)
 }
 
 // closing reports whether Close was called.

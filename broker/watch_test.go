@@ -26,7 +26,16 @@ type watcher struct {
 	cancel context.CancelFunc
 }
 
-func (h *harness) watch(req broker.TokenRequest) *watcher {
+func (h *harness) watch(req broker.TokenRequest) *watcher { return h.startWatch(req, nil) }
+
+// watchHeld is a watch whose consumer is slow to take its first event:
+// the send of that event returns only when release is called.
+func (h *harness) watchHeld(req broker.TokenRequest) (w *watcher, release func()) {
+	hold := make(chan struct{})
+	return h.startWatch(req, hold), func() { close(hold) }
+}
+
+func (h *harness) startWatch(req broker.TokenRequest, hold <-chan struct{}) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{t: h.t, events: make(chan watchEvent, 64), done: make(chan error, 1), cancel: cancel}
 	h.t.Cleanup(cancel)
@@ -36,6 +45,13 @@ func (h *harness) watch(req broker.TokenRequest) *watcher {
 				h.t.Errorf("send(%v, %v): want exactly one of a token and an error", tok, err)
 			}
 			w.events <- watchEvent{tok, err}
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+				hold = nil
+			}
 			return nil
 		})
 	}()
@@ -190,58 +206,31 @@ func TestWatchSendsATokenThatLandsDuringItsFirstEvent(t *testing.T) {
 	h.settle()
 	wantState(t, h.status("tenant0"), broker.StateFailed)
 
-	first, release := make(chan *broker.Error, 1), make(chan struct{})
-	toks, done := make(chan *broker.Token, 8), make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		done <- h.b.WatchToken(ctx, broker.TokenRequest{Tenant: "tenant0"}, func(tok *broker.Token, err *broker.Error) error {
-			if err != nil {
-				first <- err
-				<-release // the consumer is slow to take the first event
-				return nil
-			}
-			toks <- tok
-			return nil
-		})
-	}()
-	select {
-	case err := <-first:
-		if err.Kind != broker.KindUnavailable {
-			t.Fatalf("first event %v, want the UNAVAILABLE failure", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no first event from the watch")
+	w, release := h.watchHeld(broker.TokenRequest{Tenant: "tenant0"})
+	if ev := w.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable {
+		t.Fatalf("first event %+v, want the UNAVAILABLE failure", ev)
 	}
 	h.w.IdP.SetFault(brokertest.TenantID(0), nil)
 	h.runUntil(h.status("tenant0").NextRefresh)
 	wantState(t, h.status("tenant0"), broker.StateReady)
-	close(release)
-	select {
-	case tok := <-toks:
-		if tok.TenantID != brokertest.TenantID(0) || !tok.ExpiresAt.After(h.clk.Now()) {
-			t.Errorf("token for tenant %s expiring %s", tok.TenantID, tok.ExpiresAt)
-		}
-	case err := <-done:
-		t.Fatalf("the watch ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the token that landed during the first event was never sent")
+	release()
+	if tok := w.nextToken(); tok.TenantID != brokertest.TenantID(0) || !tok.ExpiresAt.After(h.clk.Now()) {
+		t.Errorf("token for tenant %s expiring %s", tok.TenantID, tok.ExpiresAt)
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	w.cancel()
+	if err := w.end(); !errors.Is(err, context.Canceled) {
 		t.Errorf("watch ended with %v, want context.Canceled", err)
 	}
 }
 
-// A watch whose first event refuses the caller's min_valid does not send
-// the token it refused after that event; the next token it sends is the
-// refresh's. Tokens last 80 s; at 45 s the token has 35 s left and is too
-// young to be replaced for a min_valid of 40 s.
-func TestWatchDoesNotSendTheTokenItsFirstEventRefused(t *testing.T) {
-	t.Parallel()
-	w := brokertest.NewWorld(t, 1)
-	w.IdP.SetLifetime(80 * time.Second)
-	h := newHarness(t, w, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
+// minValidRefused is a watch of tenant0 whose first event refuses its
+// min_valid of 40 s: tokens last 80 s, and at 45 s the token has 35 s
+// left and is too young to be replaced. held is that token.
+func minValidRefused(t *testing.T, watch func(*harness, broker.TokenRequest) *watcher) (h *harness, w *watcher, held *broker.Token) {
+	t.Helper()
+	world := brokertest.NewWorld(t, 1)
+	world.IdP.SetLifetime(80 * time.Second)
+	h = newHarness(t, world, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
 	h.b.Start()
 	h.settle()
 	h.advance(45 * time.Second)
@@ -249,14 +238,95 @@ func TestWatchDoesNotSendTheTokenItsFirstEventRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	wt := h.watch(broker.TokenRequest{Tenant: "tenant0", MinValid: 40 * time.Second})
-	if ev := wt.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable || !strings.Contains(ev.err.Msg, "reacquire_interval") {
+	w = watch(h, broker.TokenRequest{Tenant: "tenant0", MinValid: 40 * time.Second})
+	if ev := w.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable || !strings.Contains(ev.err.Msg, "reacquire_interval") {
 		t.Fatalf("first event %+v, want the refusal of min_valid 40s", ev)
 	}
+	return h, w, held
+}
+
+// A watch whose first event refuses the caller's min_valid does not send
+// the token it refused after that event; the next token it sends is the
+// refresh's.
+func TestWatchDoesNotSendTheTokenItsFirstEventRefused(t *testing.T) {
+	t.Parallel()
+	h, wt, held := minValidRefused(t, (*harness).watch)
+	brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
 	h.runUntil(h.status("tenant0").NextRefresh)
 	if tok := wt.nextToken(); tok.AccessToken == held.AccessToken || !tok.ExpiresAt.After(held.ExpiresAt) {
 		t.Errorf("the watch sent the token its first event refused (expiring %s); want the refresh's", tok.ExpiresAt)
+	}
+	wt.cancel()
+	wt.end()
+}
+
+// A watch whose first event is the error of the acquisition it started
+// sends neither the token it refused nor that error again: the next event
+// is the next token. Tokens last 80 s; at 62 s the token has 18 s left,
+// short of the watch's min_valid of 20 s, and is old enough to be
+// replaced. The acquisition fails, or brings a token of 15 s.
+func TestWatchAfterItsOwnAcquisitionFailsSendsOnlyWhatIsNew(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		fault func(*entratest.Server)
+		want  string
+	}{
+		{"Entra ID fails", func(idp *entratest.Server) {
+			idp.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
+		}, "503"},
+		{"the new token is short of min_valid", func(idp *entratest.Server) { idp.SetLifetime(15 * time.Second) }, "min_valid 20s is longer"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			world := brokertest.NewWorld(t, 1)
+			world.IdP.SetLifetime(80 * time.Second)
+			h := newHarness(t, world, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
+			h.b.Start()
+			h.settle()
+			h.advance(62 * time.Second)
+			tt.fault(world.IdP)
+			before := h.requests(0)
+
+			w := h.watch(broker.TokenRequest{Tenant: "tenant0", MinValid: 20 * time.Second})
+			if ev := w.next(); ev.err == nil || !strings.Contains(ev.err.Msg, tt.want) {
+				t.Fatalf("first event %+v, want an error saying %q", ev, tt.want)
+			}
+			if got := h.requests(0) - before; got != 1 {
+				t.Fatalf("%d token requests for the watch, want 1", got)
+			}
+			refused, err := h.get("tenant0", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
+			world.IdP.SetFault(brokertest.TenantID(0), nil)
+			h.runUntil(h.status("tenant0").NextRefresh)
+			if tok := w.nextToken(); tok.AccessToken == refused.AccessToken || !tok.ExpiresAt.After(refused.ExpiresAt) {
+				t.Errorf("the watch sent the token its first event refused (expiring %s); want the next one", tok.ExpiresAt)
+			}
+			w.cancel()
+			w.end()
+		})
+	}
+}
+
+// A failure that lands while a watch is still sending its first event, a
+// refusal, is sent next.
+func TestWatchSendsAFailureThatLandsDuringItsFirstEvent(t *testing.T) {
+	t.Parallel()
+	var release func()
+	h, wt, _ := minValidRefused(t, func(h *harness, req broker.TokenRequest) *watcher {
+		var w *watcher
+		w, release = h.watchHeld(req)
+		return w
+	})
+	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
+	h.runUntil(h.status("tenant0").NextRefresh)
+	wantState(t, h.status("tenant0"), broker.StateDegraded)
+	release()
+	if ev := wt.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable || strings.Contains(ev.err.Msg, "reacquire_interval") {
+		t.Errorf("event after the refresh failed: %+v, want its UNAVAILABLE failure", ev)
 	}
 	wt.cancel()
 	wt.end()
