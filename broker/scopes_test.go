@@ -258,11 +258,7 @@ func TestMinValidOverHalfTheLifetimeIsRefused(t *testing.T) {
 // send the tenant back to Entra ID every 40 s.
 func TestMinValidReacquiresAtMostOncePerInterval(t *testing.T) {
 	t.Parallel()
-	w := brokertest.NewWorld(t, 1)
-	w.IdP.SetLifetime(80 * time.Second)
-	h := newHarness(t, w, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
-	h.b.Start()
-	h.settle()
+	h := eightySecondTokens(t, 0)
 	before := h.requests(0)
 	served, refused := 0, 0
 	for range 10 * 60 {

@@ -159,21 +159,29 @@ func TestWatchFollowsRefreshesAndFailures(t *testing.T) {
 	wantError(t, w.end(), broker.KindUnavailable, "shutting down")
 }
 
-// A watch whose first acquisition fails starts with the error event and
-// then sends the token once an attempt works; a request GetToken refuses
-// ends the watch at once, with nothing sent.
-func TestWatchStartsWithErrorAndRefusesWhatGetTokenRefuses(t *testing.T) {
-	t.Parallel()
+// failingTenant0 is a broker whose one tenant, tenant0, failed its first
+// acquisition (Entra ID answers 503 until the test clears the fault).
+func failingTenant0(t *testing.T) *harness {
+	t.Helper()
 	h := newHarness(t, nil, 1)
 	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
 	h.b.Start()
 	h.settle()
 	wantState(t, h.status("tenant0"), broker.StateFailed)
+	return h
+}
 
+// A watch whose first acquisition fails starts with the error event and
+// then sends the token once an attempt works; a request GetToken refuses
+// ends the watch at once, with nothing sent.
+func TestWatchStartsWithErrorAndRefusesWhatGetTokenRefuses(t *testing.T) {
+	t.Parallel()
+	h := failingTenant0(t)
 	w := h.watch(broker.TokenRequest{Tenant: "tenant0"})
 	if ev := w.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable {
 		t.Fatalf("first event %+v, want the UNAVAILABLE failure", ev)
 	}
+	brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
 	h.w.IdP.SetFault(brokertest.TenantID(0), nil)
 	h.runUntil(h.status("tenant0").NextRefresh)
 	if tok := w.nextToken(); tok.TenantID != brokertest.TenantID(0) {
@@ -200,12 +208,7 @@ func TestWatchStartsWithErrorAndRefusesWhatGetTokenRefuses(t *testing.T) {
 // failure, is sent next: it is not taken for the token GetToken refused.
 func TestWatchSendsATokenThatLandsDuringItsFirstEvent(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil, 1)
-	h.w.IdP.SetFault(brokertest.TenantID(0), &entratest.Fault{Status: 503})
-	h.b.Start()
-	h.settle()
-	wantState(t, h.status("tenant0"), broker.StateFailed)
-
+	h := failingTenant0(t)
 	w, release := h.watchHeld(broker.TokenRequest{Tenant: "tenant0"})
 	if ev := w.next(); ev.err == nil || ev.err.Kind != broker.KindUnavailable {
 		t.Fatalf("first event %+v, want the UNAVAILABLE failure", ev)
@@ -223,17 +226,26 @@ func TestWatchSendsATokenThatLandsDuringItsFirstEvent(t *testing.T) {
 	}
 }
 
+// eightySecondTokens is a started broker whose one tenant, tenant0, has a
+// token that lasts 80 s (refreshed 5 s before it expires, at the earliest
+// 67 s after it was issued) and is age old.
+func eightySecondTokens(t *testing.T, age time.Duration) *harness {
+	t.Helper()
+	world := brokertest.NewWorld(t, 1)
+	world.IdP.SetLifetime(80 * time.Second)
+	h := newHarness(t, world, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
+	h.b.Start()
+	h.settle()
+	h.advance(age)
+	return h
+}
+
 // minValidRefused is a watch of tenant0 whose first event refuses its
 // min_valid of 40 s: tokens last 80 s, and at 45 s the token has 35 s
 // left and is too young to be replaced. held is that token.
 func minValidRefused(t *testing.T, watch func(*harness, broker.TokenRequest) *watcher) (h *harness, w *watcher, held *broker.Token) {
 	t.Helper()
-	world := brokertest.NewWorld(t, 1)
-	world.IdP.SetLifetime(80 * time.Second)
-	h = newHarness(t, world, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
-	h.b.Start()
-	h.settle()
-	h.advance(45 * time.Second)
+	h = eightySecondTokens(t, 45*time.Second)
 	held, err := h.get("tenant0", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -251,13 +263,21 @@ func minValidRefused(t *testing.T, watch func(*harness, broker.TokenRequest) *wa
 func TestWatchDoesNotSendTheTokenItsFirstEventRefused(t *testing.T) {
 	t.Parallel()
 	h, wt, held := minValidRefused(t, (*harness).watch)
-	brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
-	h.runUntil(h.status("tenant0").NextRefresh)
-	if tok := wt.nextToken(); tok.AccessToken == held.AccessToken || !tok.ExpiresAt.After(held.ExpiresAt) {
-		t.Errorf("the watch sent the token its first event refused (expiring %s); want the refresh's", tok.ExpiresAt)
-	}
+	nextIsNewerThan(t, h, wt, held)
 	wt.cancel()
 	wt.end()
+}
+
+// nextIsNewerThan waits for watch w of tenant0 to wait for a change, runs
+// the clock to the tenant's next refresh, and checks that the watch then
+// sends a newer token than refused, the token its first event refused.
+func nextIsNewerThan(t *testing.T, h *harness, w *watcher, refused *broker.Token) {
+	t.Helper()
+	brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
+	h.runUntil(h.status("tenant0").NextRefresh)
+	if tok := w.nextToken(); tok.AccessToken == refused.AccessToken || !tok.ExpiresAt.After(refused.ExpiresAt) {
+		t.Errorf("the watch sent the token its first event refused (expiring %s); want the next one", tok.ExpiresAt)
+	}
 }
 
 // A watch whose first event is the error of the acquisition it started
@@ -279,13 +299,8 @@ func TestWatchAfterItsOwnAcquisitionFailsSendsOnlyWhatIsNew(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			world := brokertest.NewWorld(t, 1)
-			world.IdP.SetLifetime(80 * time.Second)
-			h := newHarness(t, world, 0, `min_valid = "5s"`, `refresh_before = "5s"`)
-			h.b.Start()
-			h.settle()
-			h.advance(62 * time.Second)
-			tt.fault(world.IdP)
+			h := eightySecondTokens(t, 62*time.Second)
+			tt.fault(h.w.IdP)
 			before := h.requests(0)
 
 			w := h.watch(broker.TokenRequest{Tenant: "tenant0", MinValid: 20 * time.Second})
@@ -299,12 +314,8 @@ func TestWatchAfterItsOwnAcquisitionFailsSendsOnlyWhatIsNew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			brokertest.WaitFor(t, "the watch to wait for a change", func() bool { return broker.Watched(h.b, "tenant0") })
-			world.IdP.SetFault(brokertest.TenantID(0), nil)
-			h.runUntil(h.status("tenant0").NextRefresh)
-			if tok := w.nextToken(); tok.AccessToken == refused.AccessToken || !tok.ExpiresAt.After(refused.ExpiresAt) {
-				t.Errorf("the watch sent the token its first event refused (expiring %s); want the next one", tok.ExpiresAt)
-			}
+			h.w.IdP.SetFault(brokertest.TenantID(0), nil)
+			nextIsNewerThan(t, h, w, refused)
 			w.cancel()
 			w.end()
 		})
