@@ -30,18 +30,27 @@ func (s *watchingStore) Watch(ctx context.Context, changed func(account string))
 	return nil
 }
 
+// watchedKeystore is a started broker of n tenants, settled a second
+// after its start, whose keystore st reports changes: changed is the
+// function its Watch was handed.
+func watchedKeystore(t *testing.T, n int) (w *brokertest.World, st *watchingStore, h *harness, changed func(account string)) {
+	t.Helper()
+	w = brokertest.NewWorld(t, n)
+	st = &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
+	h = newCredHarness(t, w, broker.Options{Store: st})
+	h.b.Start()
+	changed = <-st.changed
+	h.advance(time.Second)
+	return w, st, h, changed
+}
+
 // A credential replaced in the keystore by other means (a PEM bundle
 // written where the secret was) is read at once when the keystore reports
 // the change, whatever the case of the account it names, and every
 // tenant's tokens come from it.
 func TestKeystoreChangeFollowed(t *testing.T) {
 	t.Parallel()
-	w := brokertest.NewWorld(t, 2)
-	st := &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
-	h := newCredHarness(t, w, broker.Options{Store: st})
-	h.b.Start()
-	changed := <-st.changed
-	h.advance(time.Second)
+	w, st, h, changed := watchedKeystore(t, 2)
 	now := h.clk.Now()
 	cert, pemData := newCert(t, now, now.Add(365*24*time.Hour))
 	w.IdP.AddCertificate(w.ClientID, cert)
@@ -181,12 +190,7 @@ func TestKeystoreWatchFails(t *testing.T) {
 // without fetching any tenant again.
 func TestKeystoreSameValueNewExpiry(t *testing.T) {
 	t.Parallel()
-	w := brokertest.NewWorld(t, 1)
-	st := &watchingStore{Store: w.Store(t), changed: make(chan func(string), 1)}
-	h := newCredHarness(t, w, broker.Options{Store: st})
-	h.b.Start()
-	changed := <-st.changed
-	h.advance(time.Second)
+	w, st, h, changed := watchedKeystore(t, 1)
 	sent := w.IdP.TotalTokenRequests()
 	expires := h.clk.Now().Add(400 * 24 * time.Hour).UTC().Truncate(time.Second)
 	v := keystore.Credential{Kind: keystore.KindSecret, Value: keystore.NewSecret(w.Secret), Expires: expires}.Encode()
